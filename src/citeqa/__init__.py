@@ -1,0 +1,48 @@
+"""citeqa: answers from documents, every sentence quoted and cited to its exact span."""
+
+from ._answer import ABSTAIN_TEXT, SummaryParams
+from ._chunking import Chunker, ChunkingParams
+from ._documents import load_documents, make_document
+from ._embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from ._engine import Engine, index_corpus
+from ._exceptions import (
+    CiteqaError,
+    DocumentError,
+    DocumentNotFoundError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexStoreError,
+    InvalidInputError,
+)
+from ._index import BuildStats, build_index
+from ._types import Answer, AnswerSentence, Chunk, Citation, Document
+
+__all__ = [
+    "ABSTAIN_TEXT",
+    "Answer",
+    "AnswerSentence",
+    "BuildStats",
+    "Chunk",
+    "Chunker",
+    "ChunkingParams",
+    "Citation",
+    "CiteqaError",
+    "Document",
+    "DocumentError",
+    "DocumentNotFoundError",
+    "Embedder",
+    "Engine",
+    "HashingEmbedder",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexNotFoundError",
+    "IndexStoreError",
+    "InvalidInputError",
+    "SentenceTransformerEmbedder",
+    "SummaryParams",
+    "build_index",
+    "index_corpus",
+    "load_documents",
+    "make_document",
+]

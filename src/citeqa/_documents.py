@@ -1,0 +1,122 @@
+"""Loading documents from files: exact UTF-8 text, stable ids, titles."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from ._exceptions import DocumentError, InvalidInputError
+from ._segment import segment
+from ._types import Document
+
+SUFFIXES = (".txt", ".md")
+DOC_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def validate_doc_id(doc_id: str) -> str:
+    if not isinstance(doc_id, str) or not DOC_ID_PATTERN.fullmatch(doc_id) or ".." in doc_id:
+        raise InvalidInputError(
+            f"invalid doc_id {doc_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return doc_id
+
+
+def validate_text(text: str, where: str) -> str:
+    if "\x00" in text:
+        raise DocumentError(f"{where} contains NUL bytes; only text documents are accepted")
+    if not text.strip():
+        raise DocumentError(f"{where} is empty; a document needs some text")
+    return text
+
+
+def detect_title(text: str, fallback: str) -> str:
+    """A Markdown ``# `` heading, else the first heading-like line, else ``fallback``."""
+    for line in text.splitlines():
+        if line.startswith("# "):
+            return line[2:].strip() or fallback
+    for span in segment(text):
+        if span.is_heading:
+            return text[span.start : span.end].lstrip("#").strip()
+    return fallback
+
+
+def make_document(text: str, *, doc_id: str, title: str | None = None, source: str = "") -> Document:
+    validate_doc_id(doc_id)
+    validate_text(text, f"document {doc_id!r}")
+    title = (title or "").strip() or detect_title(text, doc_id)
+    return Document(doc_id=doc_id, title=title, text=text, source=source)
+
+
+def _doc_id_for(path: Path, root: Path) -> str:
+    rel = path.relative_to(root) if path != root else Path(path.name)
+    raw = rel.with_suffix("").as_posix().replace("/", ".")
+    doc_id = _UNSAFE.sub("_", raw).strip("._-")[:128]
+    return doc_id or "document"
+
+
+def read_document(path: Path, *, doc_id: str | None = None) -> Document:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it to UTF-8"
+        ) from None
+    validate_text(text, str(path))
+    meta: dict[str, str] = {}
+    sidecar = path.with_name(path.name + ".meta.json")
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DocumentError(f"{sidecar} is not valid JSON: {exc}") from None
+    return make_document(
+        text,
+        doc_id=meta.get("doc_id") or doc_id or _doc_id_for(path, path.parent),
+        title=meta.get("title"),
+        source=str(path),
+    )
+
+
+def load_documents(paths: Iterable[str | Path]) -> list[Document]:
+    """Documents from files and folders (``.txt``/``.md``, folders searched recursively)."""
+    docs: list[Document] = []
+    seen: dict[str, Path] = {}
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            files = sorted(
+                p
+                for p in root.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(root).parts)
+            )
+            if not files:
+                raise DocumentError(f"{root} holds no .txt or .md documents")
+            pairs = [(p, _doc_id_for(p, root)) for p in files]
+        elif root.is_file():
+            if root.suffix.lower() not in SUFFIXES:
+                raise DocumentError(f"{root} is not a .txt or .md file")
+            pairs = [(root, _doc_id_for(root, root.parent))]
+        else:
+            raise DocumentError(f"{root} does not exist")
+        for path, doc_id in pairs:
+            doc = read_document(path, doc_id=doc_id)
+            if doc.doc_id in seen:
+                raise DocumentError(
+                    f"{path} and {seen[doc.doc_id]} would both get the id {doc.doc_id!r}; "
+                    "rename one or give it a doc_id in a .meta.json sidecar"
+                )
+            seen[doc.doc_id] = path
+            docs.append(doc)
+    if not docs:
+        raise DocumentError("no documents given")
+    return docs

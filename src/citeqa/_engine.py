@@ -1,0 +1,220 @@
+"""The public entry point: build an index, open it, ask questions, change documents."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ._answer import Answerer, SummaryParams
+from ._chunking import ChunkingParams
+from ._documents import load_documents, validate_doc_id
+from ._embedding import Embedder, SentenceTransformerEmbedder
+from ._exceptions import (
+    DocumentError,
+    DocumentNotFoundError,
+    IndexNotFoundError,
+    InvalidInputError,
+)
+from ._fsutil import atomic_write_json
+from ._index import BuildStats, IndexData, ProgressFactory, build_index, model_info
+from ._store import load_index, write_index, writer_lock
+from ._types import MODES, Answer, Document, Mode
+
+MAX_QUESTION_CHARS = 2000
+MAX_TOP_K = 20
+CALIBRATION_FILE = "calibration.json"
+
+
+def validate_query(question: str, top_k: int, mode: str) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidInputError("the question is empty; ask something")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InvalidInputError(
+            f"the question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}"
+        )
+    if "\x00" in question:
+        raise InvalidInputError("the question contains a NUL character")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidInputError(f"top_k must be an integer 1..{MAX_TOP_K}, got {top_k!r}")
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return question.strip()
+
+
+def read_calibration(index_dir: Path) -> float | None:
+    path = Path(index_dir) / CALIBRATION_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return float(data["abstain_threshold"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"{path} is unreadable ({exc}); delete it or run citeqa eval --calibrate again"
+        ) from None
+
+
+def write_calibration(index_dir: Path, threshold: float, **details: object) -> Path:
+    path = Path(index_dir) / CALIBRATION_FILE
+    atomic_write_json(path, {"abstain_threshold": threshold, **details})
+    return path
+
+
+def index_corpus(
+    paths: Iterable[str | Path],
+    index_dir: str | Path,
+    embedder: Embedder,
+    params: ChunkingParams | None = None,
+    *,
+    progress: ProgressFactory | None = None,
+) -> BuildStats:
+    """Index the documents under ``paths`` into ``index_dir``, reusing what it can.
+
+    Nothing is written when the corpus, model and parameters are unchanged.
+    """
+    index_dir = Path(index_dir)
+    documents = load_documents(paths)  # fails before anything is touched
+    with writer_lock(index_dir):
+        previous = _load_previous(index_dir, embedder)
+        data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
+        if previous is not None and previous.version.split("-", 1)[1] == data.version.split("-", 1)[1]:
+            return dataclasses.replace(stats, unchanged=True)
+        write_index(index_dir, data)
+    return stats
+
+
+def _load_previous(index_dir: Path, embedder: Embedder) -> IndexData | None:
+    """The current generation if it can seed a rebuild (same model), else None."""
+    try:
+        return load_index(index_dir, model=model_info(embedder))
+    except IndexNotFoundError:
+        return None
+    except DocumentError:
+        raise
+    except Exception:  # noqa: BLE001 - a broken or foreign index is rebuilt from scratch
+        return None
+
+
+class Engine:
+    """Answers questions from an index; optionally persists document changes.
+
+    Readers always see one complete index generation: a change builds the next
+    generation aside, persists it, then swaps one reference.
+    """
+
+    def __init__(
+        self,
+        index: IndexData,
+        embedder: Embedder,
+        *,
+        summary: SummaryParams | None = None,
+        index_dir: str | Path | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.summary = summary or SummaryParams()
+        self.index_dir = Path(index_dir) if index_dir is not None else None
+        self._answerer = Answerer(index, self.summary)
+        self._write_lock = threading.Lock()
+        self.encode_query: Callable[[str], np.ndarray] = self._encode_one
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: str | Path,
+        embedder: Embedder | None = None,
+        *,
+        summary: SummaryParams | None = None,
+    ) -> Engine:
+        """Load the index at ``index_dir`` (checked against the embedder's model)."""
+        index_dir = Path(index_dir)
+        embedder = embedder or SentenceTransformerEmbedder()
+        index = load_index(index_dir, model=model_info(embedder))
+        summary = summary or SummaryParams()
+        threshold = read_calibration(index_dir)
+        if threshold is not None:
+            summary = dataclasses.replace(summary, abstain_threshold=threshold)
+        return cls(index, embedder, summary=summary, index_dir=index_dir)
+
+    @property
+    def index(self) -> IndexData:
+        return self._answerer.index
+
+    @property
+    def version(self) -> str:
+        return self._answerer.index.version
+
+    def _encode_one(self, question: str) -> np.ndarray:
+        return np.asarray(self.embedder.embed_batch([question])[0], dtype=np.float32)
+
+    def ask(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> Answer:
+        question = validate_query(question, top_k, mode)
+        answerer = self._answerer  # one generation for the whole answer
+        return answerer.answer(question, self.encode_query(question), top_k=top_k, mode=mode)
+
+    def with_summary(self, summary: SummaryParams) -> Engine:
+        """The same index and embedder with other summary parameters (for evaluation)."""
+        return Engine(self.index, self.embedder, summary=summary, index_dir=self.index_dir)
+
+    # -- documents ---------------------------------------------------------------------------
+
+    def documents(self) -> list[Document]:
+        return list(self.index.documents.values())
+
+    def document(self, doc_id: str) -> Document:
+        doc = self.index.documents.get(doc_id)
+        if doc is None:
+            raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+        return doc
+
+    def chunk_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for chunk in self.index.chunks:
+            counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+        return counts
+
+    def add_documents(self, documents: Sequence[Document], *, replace: bool = True) -> BuildStats:
+        """Add (or replace) documents; embeds only new text; durable before it returns."""
+        def change(current: dict[str, Document]) -> dict[str, Document]:
+            for doc in documents:
+                if not replace and doc.doc_id in current:
+                    raise DocumentError(f"a document with id {doc.doc_id!r} already exists")
+                current[doc.doc_id] = doc
+            return current
+
+        return self._apply(change)
+
+    def delete_document(self, doc_id: str) -> BuildStats:
+        validate_doc_id(doc_id)
+
+        def change(current: dict[str, Document]) -> dict[str, Document]:
+            if doc_id not in current:
+                raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+            del current[doc_id]
+            return current
+
+        return self._apply(change)
+
+    def _apply(self, change: Callable[[dict[str, Document]], dict[str, Document]]) -> BuildStats:
+        with self._write_lock:
+            if self.index_dir is None:
+                return self._rebuild(change, persist=False)
+            with writer_lock(self.index_dir):
+                return self._rebuild(change, persist=True)
+
+    def _rebuild(
+        self, change: Callable[[dict[str, Document]], dict[str, Document]], *, persist: bool
+    ) -> BuildStats:
+        previous = self.index
+        documents = change(dict(previous.documents))
+        data, stats = build_index(
+            list(documents.values()), self.embedder, previous.params, previous=previous
+        )
+        if persist and self.index_dir is not None:
+            write_index(self.index_dir, data)
+        self._answerer = Answerer(data, self.summary)
+        return stats

@@ -1,0 +1,332 @@
+"""The on-disk index: plain files plus a manifest, written atomically.
+
+Layout of an index directory::
+
+    CURRENT                    name of the live generation (replaced atomically)
+    generations/<version>/     one complete, immutable index generation
+        manifest.json          format, model, chunking, counts, per-file sha256
+        documents.jsonl        doc_id, title, source, text (offsets index this text)
+        chunks.jsonl           chunk_id, doc_id, start, end, n_tokens, section, sentence rows
+        sentences.jsonl        doc_id, start, end, heading, section
+        sentence_vectors.npy   float32, one row per sentence
+        dense.faiss            FAISS index of chunk vectors, row i == chunk i
+        bm25/                  bm25s files (numpy arrays saved without pickle, JSON)
+    calibration.json           abstention threshold chosen by ``citeqa eval --calibrate``
+
+A generation is written in ``.tmp-*``, fsynced, renamed into ``generations/``
+and only then named in ``CURRENT``: a crash at any point leaves the previous
+generation live and whole. Loading checks every file against the manifest's
+checksums before FAISS or numpy reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._chunking import ChunkingParams
+from ._exceptions import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from ._fsutil import atomic_write_bytes, fsync_dir, fsync_file, sha256_file
+from ._index import FORMAT_VERSION, IndexData, SentenceTable
+from ._lexical import LexicalIndex
+from ._types import Chunk, Document, Span
+
+log = logging.getLogger("citeqa")
+KEEP_GENERATIONS = 2  # the live one and the one before it
+
+
+def _rebuild_hint(index_dir: Path) -> str:
+    return f"rebuild it with: citeqa index --index-dir {index_dir}"
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir: Path) -> Iterator[None]:
+    """One writer per index directory, across processes."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _write_jsonl(path: Path, rows: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_index(index_dir: Path, data: IndexData) -> Path:
+    """Persist ``data`` as a new generation and make it live. Returns its folder."""
+    import faiss
+
+    index_dir = Path(index_dir)
+    generations = index_dir / "generations"
+    generations.mkdir(parents=True, exist_ok=True)
+    tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        _write_jsonl(
+            tmp / "documents.jsonl",
+            (
+                {"doc_id": d.doc_id, "title": d.title, "source": d.source, "text": d.text}
+                for d in data.documents.values()
+            ),
+        )
+        _write_jsonl(
+            tmp / "chunks.jsonl",
+            (
+                {
+                    "chunk_id": c.chunk_id,
+                    "doc_id": c.doc_id,
+                    "start": c.start,
+                    "end": c.end,
+                    "n_tokens": c.n_tokens,
+                    "section": c.section,
+                    "sentence_rows": rows.tolist(),
+                }
+                for c, rows in zip(data.chunks, data.chunk_sentence_rows, strict=True)
+            ),
+        )
+        s = data.sentences
+        sections: dict[int, str | None] = {}
+        for chunk, rows in zip(data.chunks, data.chunk_sentence_rows, strict=True):
+            for span, row in zip(chunk.sentences, rows, strict=True):
+                sections[int(row)] = span.section
+        _write_jsonl(
+            tmp / "sentences.jsonl",
+            (
+                {
+                    "doc_id": s.doc_ids[i],
+                    "start": int(s.starts[i]),
+                    "end": int(s.ends[i]),
+                    "heading": bool(s.is_heading[i]),
+                    "section": sections.get(i),
+                }
+                for i in range(len(s.doc_ids))
+            ),
+        )
+        np.save(tmp / "sentence_vectors.npy", s.vectors.astype(np.float32), allow_pickle=False)
+        faiss.write_index(data.dense, str(tmp / "dense.faiss"))
+        data.lexical.save(tmp / "bm25")
+
+        files = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            fsync_file(path)
+            rel = path.relative_to(tmp).as_posix()
+            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        counts_by_doc: dict[str, int] = {}
+        for chunk in data.chunks:
+            counts_by_doc[chunk.doc_id] = counts_by_doc.get(chunk.doc_id, 0) + 1
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "index_version": data.version,
+            "generation": data.generation,
+            "created_at": data.created_at,
+            "model": data.model,
+            "tokenizer": {"encoding": data.params.encoding},
+            "chunking": {
+                "max_tokens": data.params.max_tokens,
+                "overlap_sentences": data.params.overlap_sentences,
+            },
+            "dense": {"type": type(data.dense).__name__, "metric": "inner_product"},
+            "counts": {
+                "documents": len(data.documents),
+                "chunks": len(data.chunks),
+                "sentences": len(s.doc_ids),
+            },
+            "documents": [
+                {
+                    "doc_id": d.doc_id,
+                    "title": d.title,
+                    "sha256": d.sha256,
+                    "chars": len(d.text),
+                    "chunks": counts_by_doc.get(d.doc_id, 0),
+                    "source": d.source,
+                }
+                for d in data.documents.values()
+            ],
+            "files": files,
+        }
+        atomic_write_bytes(
+            tmp / "manifest.json",
+            (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
+        )
+        for folder in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
+            fsync_dir(folder)
+        final = generations / data.version
+        if final.exists():  # an earlier attempt at this very version: replace it
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        fsync_dir(generations)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_bytes(index_dir / "CURRENT", (data.version + "\n").encode())
+    _prune(index_dir, keep=data.version)
+    return final
+
+
+def _prune(index_dir: Path, keep: str) -> None:
+    """Drop leftovers of crashed writes and all but the newest generations."""
+    for tmp in index_dir.glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    generations = sorted((index_dir / "generations").iterdir(), key=lambda p: p.name)
+    old = [g for g in generations if g.name != keep][: -(KEEP_GENERATIONS - 1) or None]
+    for gen in old:
+        shutil.rmtree(gen, ignore_errors=True)
+
+
+def current_version(index_dir: Path) -> str:
+    pointer = Path(index_dir) / "CURRENT"
+    try:
+        version = pointer.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise IndexNotFoundError(
+            f"no index at {index_dir}: build one with: citeqa index --index-dir {index_dir}"
+        ) from None
+    if not version or "/" in version or version.startswith("."):
+        raise IndexCorruptError(f"{pointer} does not name a generation; {_rebuild_hint(index_dir)}")
+    return version
+
+
+def read_manifest(index_dir: Path, version: str | None = None) -> dict[str, Any]:
+    index_dir = Path(index_dir)
+    version = version or current_version(index_dir)
+    path = index_dir / "generations" / version / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path} is missing; {_rebuild_hint(index_dir)}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); {_rebuild_hint(index_dir)}") from None
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{path} is not a manifest object; {_rebuild_hint(index_dir)}")
+    return manifest
+
+
+def _check_files(folder: Path, manifest: dict[str, Any], hint: str) -> None:
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IndexCorruptError(f"{folder / 'manifest.json'} lists no files; {hint}")
+    for rel, meta in files.items():
+        path = folder / rel
+        if not path.is_file():
+            raise IndexCorruptError(f"{path} is missing; {hint}")
+        if path.stat().st_size != meta.get("bytes") or sha256_file(path) != meta.get("sha256"):
+            raise IndexCorruptError(f"{path} does not match its checksum in the manifest; {hint}")
+
+
+def _read_jsonl(path: Path, hint: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{path} cannot be read ({exc}); {hint}") from None
+
+
+def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> IndexData:
+    """Load the live generation, verified; ``model`` is what the caller will embed with."""
+    import faiss
+
+    index_dir = Path(index_dir)
+    version = current_version(index_dir)
+    folder = index_dir / "generations" / version
+    hint = _rebuild_hint(index_dir)
+    manifest = read_manifest(index_dir, version)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatchError(
+            f"index at {index_dir} has format {manifest.get('format_version')!r}, this citeqa "
+            f"reads format {FORMAT_VERSION}; {hint}"
+        )
+    if model is not None and manifest.get("model") != model:
+        raise IndexMismatchError(
+            f"index at {index_dir} was built with model {manifest.get('model')}, but the "
+            f"configured model is {model}; {hint}, or configure the model it was built with"
+        )
+    _check_files(folder, manifest, hint)
+
+    try:
+        docs = [
+            Document(r["doc_id"], r["title"], r["text"], r.get("source", ""))
+            for r in _read_jsonl(folder / "documents.jsonl", hint)
+        ]
+        sent_rows = _read_jsonl(folder / "sentences.jsonl", hint)
+        chunk_rows = _read_jsonl(folder / "chunks.jsonl", hint)
+        by_id = {d.doc_id: d for d in docs}
+        spans = [
+            Span(int(r["start"]), int(r["end"]), bool(r["heading"]), r.get("section"))
+            for r in sent_rows
+        ]
+        chunks: list[Chunk] = []
+        rows_per_chunk: list[np.ndarray] = []
+        for r in chunk_rows:
+            doc = by_id[r["doc_id"]]
+            rows = np.asarray(r["sentence_rows"], dtype=np.int64)
+            chunks.append(
+                Chunk(
+                    chunk_id=r["chunk_id"],
+                    doc_id=r["doc_id"],
+                    start=int(r["start"]),
+                    end=int(r["end"]),
+                    text=doc.text[int(r["start"]) : int(r["end"])],
+                    n_tokens=int(r["n_tokens"]),
+                    section=r.get("section"),
+                    sentences=tuple(spans[i] for i in rows),
+                )
+            )
+            rows_per_chunk.append(rows)
+        vectors = np.load(folder / "sentence_vectors.npy", allow_pickle=False)
+        dense = faiss.read_index(str(folder / "dense.faiss"))
+        lexical = LexicalIndex.load(folder / "bm25", len(chunks))
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise IndexCorruptError(f"index files in {folder} are inconsistent ({exc!r}); {hint}") from None
+
+    counts = manifest.get("counts", {})
+    expected = (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
+    actual = (len(docs), len(chunks), len(spans))
+    if expected != actual or dense.ntotal != len(chunks) or len(vectors) != len(spans):
+        raise IndexCorruptError(
+            f"index in {folder} disagrees with its manifest: documents/chunks/sentences "
+            f"{actual}, vectors {dense.ntotal}/{len(vectors)}, manifest says {expected}; {hint}"
+        )
+    for meta in manifest.get("documents", []):
+        doc = by_id.get(meta.get("doc_id"))
+        if doc is None or doc.sha256 != meta.get("sha256"):
+            raise IndexCorruptError(f"{folder / 'documents.jsonl'} disagrees with the manifest; {hint}")
+    chunking = manifest.get("chunking", {})
+    params = ChunkingParams(
+        max_tokens=int(chunking.get("max_tokens", 0)),
+        overlap_sentences=int(chunking.get("overlap_sentences", 0)),
+        encoding=manifest.get("tokenizer", {}).get("encoding", ""),
+    )
+    return IndexData(
+        version=version,
+        generation=int(manifest.get("generation", 0)),
+        model=manifest["model"],
+        params=params,
+        documents=by_id,
+        chunks=chunks,
+        chunk_sentence_rows=rows_per_chunk,
+        dense=dense,
+        sentences=SentenceTable(
+            doc_ids=[s for s in (r["doc_id"] for r in sent_rows)],
+            starts=np.asarray([s.start for s in spans], dtype=np.int64),
+            ends=np.asarray([s.end for s in spans], dtype=np.int64),
+            is_heading=np.asarray([s.is_heading for s in spans], dtype=bool),
+            vectors=np.asarray(vectors, dtype=np.float32),
+        ),
+        lexical=lexical,
+        created_at=str(manifest.get("created_at", "")),
+    )

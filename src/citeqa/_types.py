@@ -1,0 +1,85 @@
+"""Core data types. Offsets are Python string indices into ``Document.text``."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["hybrid", "dense", "lexical"]
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    title: str
+    text: str
+    source: str = ""  # where it came from (a path, or "api"); informational only
+
+    @property
+    def sha256(self) -> str:
+        return sha256_text(self.text)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A sentence or heading: ``doc.text[start:end]``, with its section heading."""
+
+    start: int
+    end: int
+    is_heading: bool = False
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    n_tokens: int  # tiktoken tokens
+    section: str | None
+    sentences: tuple[Span, ...] = ()  # the headings and sentences it is made of
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    text: str
+    citation: int
+    doc_id: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    id: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    section: str | None
+    text: str
+    start: int
+    end: int
+    score: float
+    retrievers: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    abstained: bool
+    index_version: str
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

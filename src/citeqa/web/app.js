@@ -1,0 +1,258 @@
+// citeqa chat page. Every piece of server text goes in through textContent or
+// text nodes: documents are untrusted and may contain markup.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const chat = $("#chat");
+const form = $("#ask-form");
+const question = $("#question");
+const modeSelect = $("#mode");
+const sendButton = $("#send");
+const panel = $("#source-panel");
+const layout = $("#layout");
+const sourceTitle = $("#source-title");
+const sourceSection = $("#source-section");
+const sourceText = $("#source-text");
+const closeButton = $("#source-close");
+
+const docCache = new Map(); // doc_id -> Promise<document>
+let busy = false;
+let panelToken = 0; // lets a later click win over a slower earlier fetch
+let panelOpener = null; // element to give focus back to on close
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+// The server counts offsets in Unicode code points (Python str indices);
+// JS strings count UTF-16 code units, which differ once astral characters occur.
+function codePointToUnit(text, cp) {
+  let units = 0;
+  let seen = 0;
+  for (const ch of text) {
+    if (seen >= cp) break;
+    units += ch.length;
+    seen += 1;
+  }
+  return units;
+}
+
+function preview(text, limit = 180) {
+  const chars = Array.from(String(text).replace(/\s+/g, " ").trim());
+  return chars.length > limit ? chars.slice(0, limit).join("").trimEnd() + "…" : chars.join("");
+}
+
+function scrollChatToEnd() {
+  chat.scrollTop = chat.scrollHeight;
+}
+
+async function problemMessage(res) {
+  let problem = null;
+  try {
+    problem = await res.json();
+  } catch {
+    // Not JSON (e.g. a proxy error page): fall back to the status line.
+  }
+  if (problem && typeof problem.detail === "string" && problem.detail) return problem.detail;
+  if (problem && typeof problem.title === "string" && problem.title) return problem.title;
+  return `${res.status} ${res.statusText || "Request failed"}`.trim();
+}
+
+function fetchDocument(docId) {
+  if (!docCache.has(docId)) {
+    const pending = fetch(`/documents/${encodeURIComponent(docId)}`, {
+      headers: { Accept: "application/json" },
+    }).then(async (res) => {
+      if (!res.ok) throw new Error(await problemMessage(res));
+      return res.json();
+    });
+    // Forget failures so a later click can retry.
+    pending.catch(() => docCache.delete(docId));
+    docCache.set(docId, pending);
+  }
+  return docCache.get(docId);
+}
+
+function setSection(section) {
+  sourceSection.textContent = section || "";
+  sourceSection.hidden = !section;
+}
+
+function openPanel() {
+  panel.hidden = false;
+  layout.classList.add("with-source");
+  document.body.classList.add("source-open");
+}
+
+function closePanel() {
+  panelToken += 1;
+  panel.hidden = true;
+  layout.classList.remove("with-source");
+  document.body.classList.remove("source-open");
+  if (panelOpener && document.contains(panelOpener)) panelOpener.focus();
+  panelOpener = null;
+}
+
+// target: {docId, start, end, title, section}
+async function showSource(target, opener) {
+  const token = ++panelToken;
+  panelOpener = opener;
+  sourceTitle.textContent = target.title || target.docId;
+  setSection(target.section);
+  sourceText.replaceChildren(el("p", "source-loading", "Loading document…"));
+  sourceText.setAttribute("aria-busy", "true");
+  openPanel();
+  panel.focus({ preventScroll: true });
+
+  let doc;
+  try {
+    doc = await fetchDocument(target.docId);
+  } catch (err) {
+    if (token !== panelToken) return;
+    sourceText.removeAttribute("aria-busy");
+    sourceText.replaceChildren(el("p", "error", `Could not load the document: ${err.message}`));
+    return;
+  }
+  if (token !== panelToken) return;
+
+  const text = String(doc.text ?? "");
+  const start = codePointToUnit(text, target.start);
+  const end = Math.max(start, codePointToUnit(text, target.end));
+  if (doc.title) sourceTitle.textContent = doc.title;
+  const mark = el("mark", "", text.slice(start, end));
+  sourceText.replaceChildren(
+    document.createTextNode(text.slice(0, start)),
+    mark,
+    document.createTextNode(text.slice(end)),
+  );
+  sourceText.removeAttribute("aria-busy");
+  mark.scrollIntoView({ block: "center" });
+}
+
+function citationTarget(citation) {
+  return {
+    docId: citation.doc_id,
+    start: citation.start,
+    end: citation.end,
+    title: citation.title,
+    section: citation.section,
+  };
+}
+
+function renderCitations(citations, heading) {
+  const wrap = el("div", "citations-block");
+  wrap.append(el("h3", "citations-heading", heading));
+  const list = el("ol", "citations");
+  for (const c of citations) {
+    const item = el("li", "citation");
+    item.dataset.citation = String(c.id);
+    const button = el("button", "citation-link");
+    button.type = "button";
+    button.setAttribute("aria-label", `Show source ${c.id}: ${c.title || c.doc_id}`);
+    const head = el("span", "citation-head");
+    head.append(el("span", "citation-num", `[${c.id}]`), el("span", "citation-title", c.title || c.doc_id));
+    if (c.section) head.append(el("span", "citation-section", c.section));
+    button.append(head, el("span", "citation-preview", preview(c.text)));
+    button.addEventListener("click", () => showSource(citationTarget(c), button));
+    item.append(button);
+    list.append(item);
+  }
+  wrap.append(list);
+  return wrap;
+}
+
+function renderAnswer(data) {
+  const citations = Array.isArray(data.citations) ? data.citations : [];
+  const sentences = Array.isArray(data.sentences) ? data.sentences : [];
+  const byId = new Map(citations.map((c) => [c.id, c]));
+  const turn = el("article", "turn answer");
+  turn.setAttribute("aria-label", "Answer");
+
+  if (data.abstained) {
+    turn.classList.add("abstained");
+    const note = el("div", "abstain-note");
+    note.append(el("strong", "abstain-title", "Not in the documents"), el("p", "", "The documents do not answer this question."));
+    turn.append(note);
+    if (citations.length) turn.append(renderCitations(citations, "Nearest passages"));
+    return turn;
+  }
+
+  const body = el("p", "answer-text");
+  if (sentences.length === 0) body.textContent = data.answer || "";
+  for (const s of sentences) {
+    body.append(el("span", "sentence", s.text), document.createTextNode("\u00a0"));
+    const marker = el("button", "cite-marker", `[${s.citation}]`);
+    marker.type = "button";
+    marker.dataset.citation = String(s.citation);
+    marker.setAttribute("aria-label", `Show source ${s.citation}`);
+    const cited = byId.get(s.citation) || {};
+    marker.addEventListener("click", () =>
+      showSource(
+        { docId: s.doc_id, start: s.start, end: s.end, title: cited.title, section: cited.section },
+        marker,
+      ),
+    );
+    body.append(marker, document.createTextNode(" "));
+  }
+  turn.append(body);
+  if (citations.length) turn.append(renderCitations(citations, "Sources"));
+  return turn;
+}
+
+function renderError(message) {
+  const turn = el("div", "turn error");
+  turn.append(el("strong", "", "Something went wrong. "), document.createTextNode(message));
+  return turn;
+}
+
+async function ask(text) {
+  busy = true;
+  sendButton.disabled = true;
+  chat.querySelector(".intro")?.remove();
+  chat.append(el("div", "turn question", text));
+
+  const pending = el("div", "turn pending", "Searching…");
+  pending.setAttribute("aria-busy", "true");
+  chat.append(pending);
+  scrollChatToEnd();
+
+  let result;
+  try {
+    const res = await fetch("/ask", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ question: text, top_k: 5, mode: modeSelect.value }),
+    });
+    result = res.ok ? renderAnswer(await res.json()) : renderError(await problemMessage(res));
+  } catch (err) {
+    result = renderError("Could not reach the server. Check the connection and try again.");
+  }
+  pending.replaceWith(result);
+  scrollChatToEnd();
+  busy = false;
+  sendButton.disabled = false;
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = question.value.trim();
+  if (busy || !text) return;
+  question.value = "";
+  ask(text);
+});
+
+question.addEventListener("keydown", (event) => {
+  // isComposing: Enter also confirms IME input, which must not send.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    form.requestSubmit();
+  }
+});
+
+closeButton.addEventListener("click", closePanel);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !panel.hidden) closePanel();
+});
