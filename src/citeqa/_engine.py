@@ -14,6 +14,7 @@ from ._answer import Answerer, SummaryParams
 from ._chunking import ChunkingParams
 from ._documents import load_documents, validate_doc_id
 from ._embedding import Embedder, SentenceTransformerEmbedder
+from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import (
     DocumentError,
     DocumentNotFoundError,
@@ -25,8 +26,6 @@ from ._index import BuildStats, IndexData, ProgressFactory, build_index, model_i
 from ._store import load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
 
-MAX_QUESTION_CHARS = 2000
-MAX_TOP_K = 20
 CALIBRATION_FILE = "calibration.json"
 
 

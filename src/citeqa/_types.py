@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Mode = Literal["hybrid", "dense", "lexical"]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")
+MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")  # same as _engine_limits.MODES
 
 
 def sha256_text(text: str) -> str:

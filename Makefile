@@ -1,0 +1,61 @@
+# citeqa: `make serve` runs the service on seeds/, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+CITEQA := $(VENV)/bin/citeqa
+INDEX_DIR ?= index
+CORPUS ?= seeds
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install index serve test test-fast lint typecheck bench audit openapi clean browser-deps
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# The lock pins every package; torch==2.13.0 is the CPU build (never the CUDA one).
+	$(PIP) install --quiet -c requirements.lock -e '.[dev,eval]'
+	touch $@
+
+# Rebuilt only when a document changed; citeqa itself re-embeds only new text.
+$(INDEX_DIR)/CURRENT: $(VENV)/.installed $(shell find $(CORPUS) -type f 2>/dev/null)
+	$(CITEQA) index $(CORPUS) --index-dir $(INDEX_DIR)
+	@touch $@
+
+index: $(INDEX_DIR)/CURRENT
+
+serve: index
+	$(CITEQA) serve --host $(HOST) --port $(PORT) --index-dir $(INDEX_DIR)
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium (sudo apt-get install -y chromium)"; exit 1; fi; }
+
+test: install browser-deps
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not integration"
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: install index
+	$(PY) bench/run_all.py
+
+audit: install
+	$(VENV)/bin/pip-audit -r requirements.lock --strict
+
+openapi: install
+	$(PY) -m citeqa.server.openapi > api/openapi.json
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""The ``citeqa`` command line: a thin shell over the library.
+
+Heavy modules (torch, sentence-transformers, FAISS) are imported inside the
+commands that need them, so ``citeqa --help`` starts instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def _positive(name: str, low: int, high: int) -> Any:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {value!r}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be {low}..{high}, got {number}")
+        return number
+
+    return parse
+
+
+def _settings() -> Any:
+    from .settings import Settings
+
+    return Settings()
+
+
+def _embedder(settings: Any) -> Any:
+    from ._embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
+
+
+def _progress_factory() -> Any:
+    from tqdm import tqdm
+
+    def start(total: int) -> Any:
+        bar = tqdm(total=total, desc="embedding", unit="text", file=sys.stderr, leave=False)
+        return bar.update
+
+    return start
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from ._chunking import ChunkingParams
+    from ._documents import load_documents
+    from ._engine import index_corpus
+
+    settings = _settings()
+    paths = args.paths or settings.corpus_paths()
+    index_dir = args.index_dir or settings.index_dir
+    load_documents(paths)  # reject bad input before the model loads
+    params = ChunkingParams(max_tokens=args.max_tokens, overlap_sentences=args.overlap_sentences)
+    started = time.perf_counter()
+    stats = index_corpus(
+        paths, index_dir, _embedder(settings), params, progress=_progress_factory()
+    )
+    state = "unchanged, nothing written" if stats.unchanged else f"written to {index_dir}"
+    print(
+        f"indexed {stats.documents} documents, {stats.chunks} chunks, {stats.sentences} "
+        f"sentences in {time.perf_counter() - started:.2f} s (embedding {stats.seconds:.2f} s of "
+        f"it): {stats.embedded} texts embedded, {stats.reused} reused; {state}"
+    )
+    return 0
+
+
+def _print_answer(answer: Any) -> None:
+    print(answer.answer)
+    print()
+    for c in answer.citations:
+        where = f"{c.title}" + (f" › {c.section}" if c.section else "")
+        found_by = ", ".join(f"{k} #{v}" for k, v in c.retrievers.items())
+        print(f"[{c.id}] {where}  ({c.doc_id} {c.start}-{c.end}; {found_by})")
+        passage = " ".join(c.text.split())
+        print(f"    {passage[:300]}{'…' if len(passage) > 300 else ''}")
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from ._engine import Engine, validate_query
+
+    settings = _settings()
+    validate_query(args.question, args.top_k, args.mode)  # before the model loads
+    engine = Engine.open(args.index_dir or settings.index_dir, _embedder(settings))
+    answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
+    if args.json:
+        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    settings = _settings()
+    overrides = {
+        k: v
+        for k, v in (("host", args.host), ("port", args.port), ("index_dir", args.index_dir))
+        if v is not None
+    }
+    run(settings.model_copy(update=overrides))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ._eval import cli_main
+
+    return int(cli_main(args, _settings()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._engine_limits import MAX_TOP_K, MODES
+
+    parser = argparse.ArgumentParser(
+        prog="citeqa",
+        description="Answer questions from documents with verbatim, cited sentences.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="build or update the index from .txt/.md files")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: seeds/)")
+    p.add_argument("--index-dir", type=Path, help="index location (default: index/)")
+    p.add_argument("--max-tokens", type=_positive("--max-tokens", 16, 8192), default=200,
+                   help="chunk budget in tiktoken tokens (default: 200)")
+    p.add_argument("--overlap-sentences", type=_positive("--overlap-sentences", 0, 16), default=1,
+                   help="sentences shared by consecutive chunks (default: 1)")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="answer one question from the index")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
+    p.add_argument("--mode", choices=MODES, default="hybrid")
+    p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument("--index-dir", type=Path)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="serve the HTTP API and chat page")
+    p.add_argument("--host", help="bind address (default: 127.0.0.1)")
+    p.add_argument("--port", type=_positive("--port", 0, 65535), help="port (default: 8000)")
+    p.add_argument("--index-dir", type=Path)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("eval", help="measure answer quality on a question set")
+    p.add_argument("questions", type=Path, help="question set, JSON lines")
+    p.add_argument("--index-dir", type=Path)
+    p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
+    p.add_argument("--modes", default="hybrid,dense,lexical",
+                   help="comma-separated modes to compare (default: all three)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
+    p.add_argument("--calibrate", action="store_true",
+                   help="choose the abstention threshold on this set and store it with the index")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ._exceptions import CiteqaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CiteqaError as exc:
+        print(f"citeqa: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("citeqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

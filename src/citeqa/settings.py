@@ -1,0 +1,42 @@
+"""Settings from ``CITEQA_*`` environment variables, read once and validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITEQA_", extra="ignore")
+
+    #: where the index lives
+    index_dir: Path = Path("index")
+    #: what ``make serve``/``citeqa index`` index when no path is given (comma-separated)
+    corpus: str = "seeds"
+    #: a local sentence-transformers directory; empty means the bundled all-MiniLM-L6-v2
+    model_path: Path | None = None
+    #: torch CPU threads; 0 means one per core
+    threads: int = Field(default=0, ge=0, le=256)
+    #: admin token for POST/DELETE /documents; empty disables those endpoints
+    admin_token: str = ""
+    #: comma-separated origins allowed by CORS; empty means same-origin only
+    cors_origins: str = ""
+    #: request body limit for /ask, bytes
+    max_ask_body_bytes: int = Field(default=1 << 20, ge=1024)
+    #: request body limit for POST /documents, bytes
+    max_document_bytes: int = Field(default=10 << 20, ge=1024)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    def corpus_paths(self) -> list[str]:
+        return [p.strip() for p in self.corpus.split(",") if p.strip()]
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
