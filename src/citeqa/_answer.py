@@ -25,18 +25,29 @@ class SummaryParams:
     """How answers are chosen. Defaults were picked on tests/questions.jsonl (README)."""
 
     max_sentences: int = 3
-    max_words: int = 40
+    #: word budget for further sentences (the first is always kept)
+    max_words: int = 60
     #: a further sentence must score at least this share of the best one
-    keep_ratio: float = 0.9
+    keep_ratio: float = 0.85
     #: MMR trade-off between relevance and novelty
     mmr_lambda: float = 0.7
     lexical_weight: float = 0.35
     rank_weight: float = 0.1
     type_weight: float = 0.08
+    #: share of the previous sentence's match a sentence inherits
+    previous_weight: float = 0.5
+    #: weight of the cosine between the question and the passage around a sentence
+    context_weight: float = 0.2
+    #: bonus when the sentence holds the numbers the question names
+    number_weight: float = 0.2
     #: evidence below this abstains; ``citeqa eval --calibrate`` measures a better one
     abstain_threshold: float = 0.42
-    #: how much a salient question term absent from the whole corpus costs
-    missing_term_penalty: float = 0.35
+    #: evidence = best sentence cosine + this × best lexical match − penalties
+    evidence_lexical_weight: float = 0.3
+    #: per name in the question (up to two) that the corpus never mentions
+    missing_name_penalty: float = 0.25
+    #: times the share of the question's other terms that the corpus lacks
+    missing_word_penalty: float = 0.15
 
 
 _NUMBER = re.compile(r"\d")
@@ -88,10 +99,19 @@ class Answerer:
         self.index = index
         self.params = params or SummaryParams()
         self._sentence_terms: dict[int, frozenset[str]] = {}
+        self._chunk_vectors = index.chunk_vectors()
         self._chunk_of_sentence: dict[int, int] = {}
         for ci, rows in enumerate(index.chunk_sentence_rows):
             for row in rows:
                 self._chunk_of_sentence.setdefault(int(row), ci)
+        # Flattened chunk → sentence rows, for a per-chunk max in one numpy call.
+        sizes = [len(r) for r in index.chunk_sentence_rows]
+        self._flat_rows = (
+            np.concatenate(index.chunk_sentence_rows).astype(np.int64)
+            if sizes and sum(sizes)
+            else np.zeros(0, dtype=np.int64)
+        )
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
     @cached_property
     def _idf(self) -> dict[str, float]:
@@ -110,8 +130,34 @@ class Answerer:
 
     # -- retrieval -------------------------------------------------------------------------
 
+    def _sentence_similarity(self, query_vector: np.ndarray) -> np.ndarray:
+        return self.index.sentences.vectors @ query_vector
+
+    def _dense_scores(self, query_vector: np.ndarray, sentence_sims: np.ndarray) -> np.ndarray:
+        """Per chunk: the better of the chunk's own cosine and its best sentence's.
+
+        A short question matches a sentence more sharply than a 200-token
+        passage, so the best sentence lifts the passage that holds it.
+        """
+        index = self.index
+        n = len(index.chunks)
+        best = np.full(n, -1.0, dtype=np.float32)
+        if len(self._flat_rows):
+            best = np.maximum.reduceat(sentence_sims[self._flat_rows], self._offsets)
+        depth = min(n, 64)
+        scores, ids = index.dense.search(query_vector.reshape(1, -1), depth)
+        for i, score in zip(ids[0], scores[0], strict=True):
+            if i >= 0:
+                best[i] = max(best[i], score)
+        return best
+
     def retrieve(
-        self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
+        self,
+        question: str,
+        query_vector: np.ndarray,
+        top_k: int,
+        mode: Mode,
+        sentence_sims: np.ndarray | None = None,
     ) -> list[tuple[int, float, dict[str, int]]]:
         """(chunk row, score, {retriever: rank}) best first, at most ``top_k``."""
         n = len(self.index.chunks)
@@ -121,8 +167,11 @@ class Answerer:
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
-            scores, ids = self.index.dense.search(query_vector.reshape(1, -1), depth)
-            dense = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            if sentence_sims is None:
+                sentence_sims = self._sentence_similarity(query_vector)
+            dense_scores = self._dense_scores(query_vector, sentence_sims)
+            order = np.argsort(-dense_scores, kind="stable")[:depth]
+            dense = [(int(i), float(dense_scores[i])) for i in order]
         if mode in ("hybrid", "lexical"):
             bm25 = self.index.lexical.scores(question)
             order = np.argsort(-bm25, kind="stable")[:depth]
@@ -151,30 +200,36 @@ class Answerer:
         total = sum(weights)
         return sum(w for t, w in zip(q_terms, weights, strict=True) if t in have) / total
 
-    def _missing_share(self, question: str, q_terms: list[str]) -> float:
-        """How much of the question names things the corpus never mentions.
+    def _known(self, term: str) -> bool:
+        """Whether the corpus has the term, or a longer or shorter form of it
+        ("Guatemalan" for "Guatemala")."""
+        if term in self._idf:
+            return True
+        if len(term) < 6:
+            return False
+        return any(t.startswith(term[:6]) and (t in term or term in t) for t in self._idf)
 
-        Capitalised words (names of countries, programmes, people) count fully;
-        ordinary words count a quarter, since a paraphrase may use words the
-        text does not.
+    def _missing(self, question: str, q_terms: list[str]) -> tuple[int, float]:
+        """Names the corpus never mentions, and the share of other terms it lacks.
+
+        A question about a country, programme or person the documents never
+        name cannot be answered from them; an unknown ordinary word may just
+        be a paraphrase.
         """
-        if not q_terms:
-            return 0.0
         proper = _proper_terms(question)
-        weight = missing = 0.0
-        for term in set(q_terms):
-            w = 1.0 if term in proper else 0.25
-            weight += w
-            if term not in self._idf:
-                missing += w
-        return missing / weight if weight else 0.0
+        names = sum(1 for t in proper if not self._known(t))
+        common = {t for t in q_terms if t not in proper}
+        share = sum(1 for t in common if not self._known(t)) / len(common) if common else 0.0
+        return names, share
 
-    def answer(
-        self, question: str, query_vector: np.ndarray, *, top_k: int = 5, mode: Mode = "hybrid"
-    ) -> Answer:
+    def _evaluate(
+        self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
+    ) -> tuple[list[Citation], np.ndarray, np.ndarray, dict[int, int], float]:
+        """Citations, candidate sentence rows, their scores, row → citation id, evidence."""
         p = self.params
         index = self.index
-        hits = self.retrieve(question, query_vector, top_k, mode)
+        sentence_sims = self._sentence_similarity(query_vector)
+        hits = self.retrieve(question, query_vector, top_k, mode, sentence_sims)
         citations = []
         for cid, (row, score, ranks) in enumerate(hits, start=1):
             chunk = index.chunks[row]
@@ -203,25 +258,69 @@ class Answerer:
         kind = _expected_type(question)
         scores = np.zeros(len(rows), dtype=np.float32)
         if len(rows):
-            cosine = index.sentences.vectors[rows] @ query_vector
+            cosine = sentence_sims[rows]
+            passage_cosine = {
+                cid: float(self._chunk_vectors[row] @ query_vector)
+                for cid, (row, _, _) in enumerate(hits, start=1)
+            }
+            q_numbers = {t for t in q_terms if t[0].isdigit()}
+            sent_docs = index.sentences.doc_ids
+
+            def match(row: int) -> float:
+                return float(sentence_sims[row]) + p.lexical_weight * self._lexical_match(
+                    q_terms, row
+                )
+
             for i, srow in enumerate(rows):
                 text = self.sentence_text(int(srow))
-                score = float(cosine[i])
-                score += p.lexical_weight * self._lexical_match(q_terms, int(srow))
+                score = match(int(srow))
+                # A sentence often answers what the one before it sets up ("These
+                # programs ...", a list after a colon): it inherits part of that match.
+                prev = int(srow) - 1
+                if p.previous_weight and prev >= 0 and sent_docs[prev] == sent_docs[srow]:
+                    score += p.previous_weight * max(0.0, match(prev))
                 score += p.rank_weight / cite_of[int(srow)]
+                score += p.context_weight * passage_cosine[cite_of[int(srow)]]
+                if q_numbers:
+                    found = q_numbers & self._terms_of_sentence(int(srow))
+                    score += p.number_weight * len(found) / len(q_numbers)
                 if kind is not None:
                     score += p.type_weight if _has_type(text, kind) else -p.type_weight
                 if index.sentences.is_heading[srow] and not text[:1].isdigit():
                     score -= p.type_weight  # a bare heading rarely answers; a numbered one may
                 scores[i] = score
-        evidence = float(scores.max()) if len(scores) else 0.0
-        evidence -= p.missing_term_penalty * self._missing_share(question, q_terms)
+        evidence = float("-inf")
+        if len(rows):
+            lexical = max(self._lexical_match(q_terms, int(r)) for r in rows)
+            names, share = self._missing(question, q_terms)
+            evidence = (
+                float(sentence_sims[rows].max())
+                + p.evidence_lexical_weight * lexical
+                - p.missing_name_penalty * min(names, 2)
+                - p.missing_word_penalty * share
+            )
+        return citations, rows, scores, cite_of, evidence
 
-        if not len(rows) or evidence < p.abstain_threshold:
+    def evidence_score(
+        self, question: str, query_vector: np.ndarray, top_k: int = 5, mode: Mode = "hybrid"
+    ) -> float:
+        """The score compared with ``abstain_threshold``: below it, the answer abstains."""
+        return self._evaluate(question, query_vector, top_k, mode)[4]
+
+    def answer(
+        self, question: str, query_vector: np.ndarray, *, top_k: int = 5, mode: Mode = "hybrid"
+    ) -> Answer:
+        index = self.index
+        citations, rows, scores, cite_of, evidence = self._evaluate(
+            question, query_vector, top_k, mode
+        )
+        if not len(rows) or evidence < self.params.abstain_threshold:
             return Answer(question, ABSTAIN_TEXT, True, index.version, [], citations)
 
         chosen = self._select(rows, scores)
-        chosen.sort(key=lambda i: (index.sentences.doc_ids[rows[i]], index.sentences.starts[rows[i]]))
+        chosen.sort(
+            key=lambda i: (index.sentences.doc_ids[rows[i]], index.sentences.starts[rows[i]])
+        )
         sentences = []
         for i in chosen:
             srow = int(rows[i])
@@ -255,7 +354,10 @@ class Answerer:
             mmr = p.mmr_lambda * scores[candidates] - (1 - p.mmr_lambda) * similarity.max(axis=1)
             pick = candidates[int(np.argmax(mmr))]
             n_words = len(self.sentence_text(int(rows[pick])).split())
-            if words + n_words > p.max_words or similarity.max(axis=1)[candidates.index(pick)] > 0.95:
+            if (
+                words + n_words > p.max_words
+                or similarity.max(axis=1)[candidates.index(pick)] > 0.95
+            ):
                 break
             chosen.append(pick)
             words += n_words

@@ -142,7 +142,9 @@ class Chunker:
             if current and not fits([*current, i]):
                 groups.append(current)
                 body = [j for j in current if not units[j][0].is_heading]
-                carry = body[-self.params.overlap_sentences :] if self.params.overlap_sentences else []
+                carry = (
+                    body[-self.params.overlap_sentences :] if self.params.overlap_sentences else []
+                )
                 while carry and not fits([*carry, i]):
                     carry = carry[1:]
                 current = [*carry, i]
@@ -155,8 +157,8 @@ class Chunker:
         for group in self._enforce_exact(text, units, groups):
             spans = [units[i][0] for i in group]
             start, end = spans[0].start, spans[-1].end
-            body = [s for s in spans if not s.is_heading]
-            section = (body[0] if body else spans[-1]).section
+            body_spans = [s for s in spans if not s.is_heading]
+            section = (body_spans[0] if body_spans else spans[-1]).section
             chunk_text = text[start:end]
             chunks.append(
                 Chunk(

@@ -44,7 +44,9 @@ def detect_title(text: str, fallback: str) -> str:
     return fallback
 
 
-def make_document(text: str, *, doc_id: str, title: str | None = None, source: str = "") -> Document:
+def make_document(
+    text: str, *, doc_id: str, title: str | None = None, source: str = ""
+) -> Document:
     validate_doc_id(doc_id)
     validate_text(text, f"document {doc_id!r}")
     title = (title or "").strip() or detect_title(text, doc_id)

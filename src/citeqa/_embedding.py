@@ -141,7 +141,7 @@ class SentenceTransformerEmbedder(Embedder):
         if dimension is None:
             raise InvalidInputError(f"cannot tell the embedding dimension of {path}")
         self.dimension = int(dimension)
-        self.max_seq_tokens = int(self._model.max_seq_length)
+        self.max_seq_tokens = int(self._model.max_seq_length or 512)
         self._tokenizer = self._model.tokenizer
 
     def count_tokens(self, text: str) -> int:

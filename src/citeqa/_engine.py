@@ -81,7 +81,10 @@ def index_corpus(
     with writer_lock(index_dir):
         previous = _load_previous(index_dir, embedder)
         data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
-        if previous is not None and previous.version.split("-", 1)[1] == data.version.split("-", 1)[1]:
+        if (
+            previous is not None
+            and previous.version.split("-", 1)[1] == data.version.split("-", 1)[1]
+        ):
             return dataclasses.replace(stats, unchanged=True)
         write_index(index_dir, data)
     return stats
@@ -178,6 +181,7 @@ class Engine:
 
     def add_documents(self, documents: Sequence[Document], *, replace: bool = True) -> BuildStats:
         """Add (or replace) documents; embeds only new text; durable before it returns."""
+
         def change(current: dict[str, Document]) -> dict[str, Document]:
             for doc in documents:
                 if not replace and doc.doc_id in current:

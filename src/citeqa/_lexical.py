@@ -7,12 +7,14 @@ import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 # Numbers keep their separators ("88,700", "4.5") so they match as one term.
 _TERM = re.compile(r"\d[\d,.]*\d|\w+", re.UNICODE)
 _APOSTROPHE = re.compile(r"['’]s\b|['’]")
+_US = re.compile(r"\bU\.S\.(?:A\.)?|\bUSA?\b")
 
 
 _QUESTION_WORDS = frozenset(
@@ -29,7 +31,7 @@ def _stopwords() -> frozenset[str]:
 
 
 @lru_cache(maxsize=1)
-def _stemmer():  # type: ignore[no-untyped-def]
+def _stemmer() -> Any:
     import Stemmer  # PyStemmer
 
     return Stemmer.Stemmer("english")
@@ -42,6 +44,8 @@ def _stem(word: str) -> str:
 
 def terms(text: str) -> list[str]:
     """Index terms of ``text``: lower-cased, stop words dropped, stemmed."""
+    # "U.S." and "US" name a country; lower-cased they would vanish as "u s"/"us".
+    text = _US.sub("usa", text)
     text = _APOSTROPHE.sub("", text.lower())
     stop = _stopwords()
     out = []

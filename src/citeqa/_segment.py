@@ -97,7 +97,9 @@ def _heading_text(text: str, start: int, end: int, single_line: bool) -> str | N
 def _is_abbreviation(text: str, dot: int) -> bool:
     """True when the period at ``dot`` ends an abbreviation, not a sentence."""
     word_start = dot
-    while word_start > 0 and not text[word_start - 1].isspace() and text[word_start - 1] not in "(\"“‘":
+    while (
+        word_start > 0 and not text[word_start - 1].isspace() and text[word_start - 1] not in '("“‘'
+    ):
         word_start -= 1
     word = text[word_start:dot].lower()
     if not word:
@@ -112,7 +114,11 @@ def _sentence_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
         first_dot = match.start()
-        if text[first_dot] == "." and match.end() - first_dot == 1 and _is_abbreviation(text, first_dot):
+        if (
+            text[first_dot] == "."
+            and match.end() - first_dot == 1
+            and _is_abbreviation(text, first_dot)
+        ):
             continue
         s, e = _strip(text, cursor, match.end())
         if e > s:

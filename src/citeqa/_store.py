@@ -210,7 +210,9 @@ def read_manifest(index_dir: Path, version: str | None = None) -> dict[str, Any]
     except FileNotFoundError:
         raise IndexCorruptError(f"{path} is missing; {_rebuild_hint(index_dir)}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); {_rebuild_hint(index_dir)}") from None
+        raise IndexCorruptError(
+            f"{path} is not valid JSON ({exc}); {_rebuild_hint(index_dir)}"
+        ) from None
     if not isinstance(manifest, dict):
         raise IndexCorruptError(f"{path} is not a manifest object; {_rebuild_hint(index_dir)}")
     return manifest
@@ -291,7 +293,9 @@ def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> Index
         dense = faiss.read_index(str(folder / "dense.faiss"))
         lexical = LexicalIndex.load(folder / "bm25", len(chunks))
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
-        raise IndexCorruptError(f"index files in {folder} are inconsistent ({exc!r}); {hint}") from None
+        raise IndexCorruptError(
+            f"index files in {folder} are inconsistent ({exc!r}); {hint}"
+        ) from None
 
     counts = manifest.get("counts", {})
     expected = (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
@@ -302,9 +306,11 @@ def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> Index
             f"{actual}, vectors {dense.ntotal}/{len(vectors)}, manifest says {expected}; {hint}"
         )
     for meta in manifest.get("documents", []):
-        doc = by_id.get(meta.get("doc_id"))
-        if doc is None or doc.sha256 != meta.get("sha256"):
-            raise IndexCorruptError(f"{folder / 'documents.jsonl'} disagrees with the manifest; {hint}")
+        known = by_id.get(meta.get("doc_id"))
+        if known is None or known.sha256 != meta.get("sha256"):
+            raise IndexCorruptError(
+                f"{folder / 'documents.jsonl'} disagrees with the manifest; {hint}"
+            )
     chunking = manifest.get("chunking", {})
     params = ChunkingParams(
         max_tokens=int(chunking.get("max_tokens", 0)),

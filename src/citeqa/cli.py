@@ -132,10 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="build or update the index from .txt/.md files")
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: seeds/)")
     p.add_argument("--index-dir", type=Path, help="index location (default: index/)")
-    p.add_argument("--max-tokens", type=_positive("--max-tokens", 16, 8192), default=200,
-                   help="chunk budget in tiktoken tokens (default: 200)")
-    p.add_argument("--overlap-sentences", type=_positive("--overlap-sentences", 0, 16), default=1,
-                   help="sentences shared by consecutive chunks (default: 1)")
+    p.add_argument(
+        "--max-tokens",
+        type=_positive("--max-tokens", 16, 8192),
+        default=200,
+        help="chunk budget in tiktoken tokens (default: 200)",
+    )
+    p.add_argument(
+        "--overlap-sentences",
+        type=_positive("--overlap-sentences", 0, 16),
+        default=1,
+        help="sentences shared by consecutive chunks (default: 1)",
+    )
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="answer one question from the index")
@@ -156,12 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("questions", type=Path, help="question set, JSON lines")
     p.add_argument("--index-dir", type=Path)
     p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
-    p.add_argument("--modes", default="hybrid,dense,lexical",
-                   help="comma-separated modes to compare (default: all three)")
+    p.add_argument(
+        "--modes",
+        default="hybrid,dense,lexical",
+        help="comma-separated modes to compare (default: all three)",
+    )
     p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
-    p.add_argument("--calibrate", action="store_true",
-                   help="choose the abstention threshold on this set and store it with the index")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose the abstention threshold on this set and store it with the index",
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

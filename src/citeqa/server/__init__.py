@@ -1,0 +1,87 @@
+"""The HTTP service: ``create_app`` builds the ASGI app, ``run`` serves it with uvicorn."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+from typing import Any
+
+from .._exceptions import CiteqaError, IndexStoreError, InvalidInputError
+from ..settings import Settings
+from .app import create_app
+
+__all__ = ["MIN_PUBLIC_TOKEN_CHARS", "check_bind", "create_app", "is_loopback", "run"]
+
+MIN_PUBLIC_TOKEN_CHARS = 32
+GRACEFUL_SHUTDOWN_S = 10
+
+log = logging.getLogger("citeqa.server")
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public address
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to expose the admin endpoints beyond this machine behind a guessable token."""
+    token = settings.admin_token
+    if token and len(token) < MIN_PUBLIC_TOKEN_CHARS and not is_loopback(settings.host):
+        raise InvalidInputError(
+            f"refusing to listen on {settings.host} with an admin token of {len(token)} "
+            f"characters: use at least {MIN_PUBLIC_TOKEN_CHARS} (e.g. from "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`), "
+            "or bind 127.0.0.1, or unset CITEQA_ADMIN_TOKEN"
+        )
+
+
+def _log_config() -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    # uvicorn's own format (its access lines carry method, path and status, never headers),
+    # plus our logger on the same handler.
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["citeqa"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
+def run(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM. Raises a ``CiteqaError`` when the index cannot load."""
+    check_bind(settings)
+    import uvicorn
+
+    failures: list[Exception] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_failure(exc: Exception) -> None:
+        # Exit rather than serve 503s forever: a supervisor or the user sees why at once.
+        failures.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_load_failure=on_load_failure)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=_log_config(),
+        server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    server = uvicorn.Server(config)
+    if settings.admin_token:
+        log.info("admin endpoints enabled (POST/DELETE /documents)")
+    server.run()
+    if failures:
+        exc = failures[0]
+        if isinstance(exc, CiteqaError):
+            raise exc
+        raise IndexStoreError(f"the index could not be loaded: {exc}") from exc
+    if not server.started:
+        raise CiteqaError(f"could not start the server on {settings.host}:{settings.port}")

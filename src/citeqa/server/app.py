@@ -1,0 +1,756 @@
+"""The FastAPI app: a thin HTTP shell over ``Engine`` that translates errors to RFC 9457.
+
+Request path, outermost first::
+
+    SecurityHeaders -> CORS (only with an allow-list) -> BodyLimit -> FastAPI routes
+
+The engine loads in a background thread started by the lifespan, so ``/healthz``
+answers at once while ``/readyz`` (and every route that needs the index) says
+503 until the model and index are in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.metadata
+import logging
+import re
+import threading
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from importlib import resources
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers, UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._documents import detect_title, make_document, validate_doc_id
+from .._embedding import Embedder, SentenceTransformerEmbedder
+from .._engine import Engine
+from .._exceptions import (
+    CiteqaError,
+    DocumentError,
+    DocumentNotFoundError,
+    IndexStoreError,
+    InvalidInputError,
+)
+from .._store import current_version
+from .._types import Document, sha256_text
+from ..settings import Settings
+from .schemas import (
+    AnswerResponse,
+    AskRequest,
+    DocumentAdded,
+    DocumentDeleted,
+    DocumentResponse,
+    DocumentsResponse,
+    Health,
+    NewDocument,
+    Problem,
+    Readiness,
+)
+
+log = logging.getLogger("citeqa.server")
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = 5
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+WEB_FILES = {  # the only files served: an allow-list, not a directory mount
+    "index.html": "text/html; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+}
+
+# RFC 9110 wording, fixed here: Python's HTTPStatus phrases change between versions
+# (413 and 422 did in 3.13), which would change titles and the exported schema.
+STATUS_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def status_title(status: int) -> str:
+    return STATUS_TITLES.get(status) or HTTPStatus(status).phrase
+
+
+EmbedderFactory = Callable[[Settings], Embedder]
+LoadFailureHook = Callable[[Exception], None]
+
+
+# -- problems ---------------------------------------------------------------------------------
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> JSONResponse:
+    body = Problem.model_validate(
+        {"title": status_title(status), "status": status, "detail": detail, "errors": errors}
+    )
+    return JSONResponse(
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    ref = {"schema": {"$ref": "#/components/schemas/Problem"}}
+    return {code: {"description": status_title(code), "content": {PROBLEM_JSON: ref}}
+            for code in codes}
+
+
+class ServiceUnavailable(HTTPException):
+    """The index is not loaded (yet)."""
+
+
+# -- middleware -------------------------------------------------------------------------------
+
+
+class SecurityHeadersMiddleware:
+    """Adds the CSP and friends to every response, errors included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.raw if k not in present]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimitMiddleware:
+    """Rejects bodies over the route's limit with 413, before the app parses anything.
+
+    Content-Length is checked first (cheap), then the bytes actually received are
+    counted, since a client can send more than it declared or use chunked encoding.
+    The body is buffered (it is bounded) and replayed to the app.
+    """
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], int]) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope)
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            try:
+                declared_bytes = int(declared)
+            except ValueError:
+                response = problem_response(400, "the Content-Length header is not a number")
+                await response(scope, receive, send)
+                return
+            if declared_bytes > limit:
+                await self._too_large(scope, receive, send, limit)
+                return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left; nobody to answer
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await self._too_large(scope, receive, send, limit)
+                return
+            if not message.get("more_body", False):
+                break
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # later calls wait for the disconnect, as usual
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem_response(
+            413, f"the request body is larger than the limit of {limit} bytes for this endpoint"
+        )
+        await response(scope, receive, send)
+
+
+# -- the service: engine state shared by the routes -------------------------------------------
+
+
+def default_embedder(settings: Settings) -> Embedder:
+    return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
+
+
+class Service:
+    """Holds the engine once loaded, or why it is not."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None,
+        embedder_factory: EmbedderFactory,
+        on_load_failure: LoadFailureHook | None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.load_error: Exception | None = None
+        self.embedder_factory = embedder_factory
+        self.on_load_failure = on_load_failure
+        # Serialises add/delete with reading back the version and chunk count they made.
+        self.write_lock = threading.Lock()
+        self.loader: threading.Thread | None = None
+
+    def start_loading(self) -> None:
+        if self.engine is not None or self.loader is not None:
+            return
+        self.loader = threading.Thread(target=self.load, name="citeqa-load", daemon=True)
+        self.loader.start()
+
+    def load(self) -> None:
+        started = time.perf_counter()
+        index_dir = self.settings.index_dir
+        try:
+            current_version(index_dir)  # no index: say so before spending seconds on the model
+            engine = Engine.open(index_dir, self.embedder_factory(self.settings))
+        except Exception as exc:  # reported through /readyz, the log and the hook
+            self.load_error = exc
+            log.error("cannot load the index at %s: %s", index_dir, exc)
+            if self.on_load_failure is not None:
+                self.on_load_failure(exc)
+            return
+        self.engine = engine
+        log.info(
+            "ready in %.1f s: index %s, %d documents",
+            time.perf_counter() - started,
+            engine.version,
+            len(engine.documents()),
+        )
+
+    def unavailable(self) -> ServiceUnavailable:
+        if self.load_error is not None:
+            detail = f"the index could not be loaded: {self.load_error}"
+            if not isinstance(self.load_error, CiteqaError):
+                detail = "the index could not be loaded; see the server log"
+            return ServiceUnavailable(503, detail)
+        return ServiceUnavailable(
+            503,
+            "the model and index are still loading; retry shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_engine(service: ServiceDep) -> Engine:
+    if service.engine is None:
+        raise service.unavailable()
+    return service.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="the CITEQA_ADMIN_TOKEN, required for POST and DELETE /documents",
+)
+
+
+def require_admin(
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    expected = service.settings.admin_token
+    if not expected:
+        raise HTTPException(
+            403,
+            "document changes are disabled: set CITEQA_ADMIN_TOKEN on the server to enable "
+            "them, then send Authorization: Bearer <token>",
+        )
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "send Authorization: Bearer <token> with the server's admin token",
+            headers={"WWW-Authenticate": 'Bearer realm="citeqa"'},
+        )
+    # Constant time, on bytes: compare_digest refuses non-ASCII str.
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise HTTPException(
+            401,
+            "the bearer token is not the admin token",
+            headers={"WWW-Authenticate": 'Bearer realm="citeqa", error="invalid_token"'},
+        )
+
+
+def require_json(request: Request) -> None:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(
+            415, f"send the body as application/json (got {media_type or 'no Content-Type'})"
+        )
+
+
+# -- error handlers ---------------------------------------------------------------------------
+
+
+def _issue(error: dict[str, Any]) -> dict[str, Any]:
+    # Never echo "input": it can be large, and it is the client's own data anyway.
+    loc = list(error.get("loc", ()))
+    msg = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":  # FastAPI puts the character position in loc
+        reason = (error.get("ctx") or {}).get("error") or "syntax error"
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        loc, msg = ["body"], f"the body is not valid JSON: {reason}{where}"
+    return {"loc": loc, "msg": msg, "type": str(error.get("type", ""))}
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    issues = [_issue(dict(e)) for e in exc.errors()]
+    detail = "; ".join(
+        i["msg"] if not i["loc"] or i["msg"].startswith("the body")
+        else f"{'.'.join(str(p) for p in i['loc'])}: {i['msg']}"
+        for i in issues[:5]
+    )
+    return problem_response(422, detail or "the request is invalid", errors=issues)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else status_title(exc.status_code)
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's words when JSON decoding fails outside json.loads' own errors.
+        detail = (
+            "the request body is not valid UTF-8"
+            if isinstance(exc.__cause__, UnicodeDecodeError)
+            else "the request body could not be parsed"
+        )
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.url.path}"
+    return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+def _citeqa_handler(status: int) -> Callable[[Request, Exception], Any]:
+    async def handle(request: Request, exc: Exception) -> Response:
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return problem_response(status, str(exc))
+
+    return handle
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Runs in ServerErrorMiddleware, outside the header middleware: add the headers here.
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    response = problem_response(500, "an unexpected error occurred; it has been logged")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+# -- helpers for /documents -------------------------------------------------------------------
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_SLUG_GAPS = re.compile(r"[^a-z0-9]+")
+
+
+def _id_from_filename(filename: str | None) -> str | None:
+    if not filename:
+        return None
+    name = PurePosixPath(filename.replace("\\", "/")).name  # never a path
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    candidate = _UNSAFE_ID_CHARS.sub("_", stem).strip("._-")[:128].strip("._-")
+    try:
+        return validate_doc_id(candidate)
+    except InvalidInputError:
+        return None
+
+
+def derive_doc_id(title: str | None, text: str) -> str:
+    """``<slug of the title>-<8 hex of the text hash>``: readable, stable, and safe."""
+    ascii_title = unicodedata.normalize("NFKD", title or "").encode("ascii", "ignore").decode()
+    slug = _SLUG_GAPS.sub("-", ascii_title.lower()).strip("-")[:48].strip("-") or "doc"
+    return f"{slug}-{sha256_text(text)[:8]}"
+
+
+def _validated(payload: Any) -> NewDocument:
+    try:
+        return NewDocument.model_validate(payload)
+    except ValidationError as exc:
+        # Same 422 shape as the bodies FastAPI validates itself.
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from None
+
+
+async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]:
+    """The document from a JSON body or a multipart upload, plus the upload's filename."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == "application/json":
+        try:
+            payload = await request.json()
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the request body is not valid UTF-8") from None
+        except ValueError as exc:
+            raise HTTPException(422, f"the body is not valid JSON: {exc}") from None
+        return _validated(payload), None
+    if media_type == "multipart/form-data":
+        # max_part_size bounds the small text fields; the file is bounded by the body limit.
+        form = await request.form(max_files=1, max_fields=4, max_part_size=16 * 1024)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "send the document as a multipart file field named 'file'")
+        data = await upload.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(
+                422,
+                f"the uploaded file is not UTF-8 text (invalid byte at offset {exc.start}); "
+                "convert it to UTF-8",
+            ) from None
+        fields = {k: v for k in ("title", "doc_id") if isinstance(v := form.get(k), str) and v}
+        return _validated({"text": text, **fields}), upload.filename
+    raise HTTPException(
+        415,
+        "send application/json {title, text, doc_id?} or multipart/form-data with a 'file' "
+        f"field (got {media_type or 'no Content-Type'})",
+    )
+
+
+def _summary(doc: Document, chunks: int) -> dict[str, Any]:
+    return {
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "chars": len(doc.text),
+        "chunks": chunks,
+        "sha256": doc.sha256,
+    }
+
+
+def _persist_error(exc: OSError) -> ServiceUnavailable:
+    log.error("writing the index failed: %s", exc)
+    return ServiceUnavailable(
+        503,
+        f"the index could not be written ({exc.strerror or 'I/O error'}); nothing changed",
+    )
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.post(
+    "/ask",
+    response_model=AnswerResponse,
+    summary="Answer a question with verbatim, cited sentences",
+    dependencies=[Depends(require_json)],
+    responses=_problems(400, 413, 415, 422, 503),
+)
+async def ask(body: AskRequest, engine: EngineDep) -> dict[str, Any]:
+    answer = await run_in_threadpool(engine.ask, body.question, body.top_k, body.mode)
+    return answer.to_dict()
+
+
+@router.get("/documents", response_model=DocumentsResponse, responses=_problems(503))
+async def list_documents(engine: EngineDep) -> dict[str, Any]:
+    def snapshot() -> list[dict[str, Any]]:
+        # Documents and chunk counts from one generation: retry if a write swapped it between.
+        while True:
+            version = engine.version
+            docs, counts = engine.documents(), engine.chunk_counts()
+            if engine.version == version:
+                return [_summary(d, counts.get(d.doc_id, 0)) for d in docs]
+
+    return {"documents": await run_in_threadpool(snapshot)}
+
+
+@router.get(
+    "/documents/{doc_id}", response_model=DocumentResponse, responses=_problems(404, 422, 503)
+)
+async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
+    doc = engine.document(validate_doc_id(doc_id))
+    sha256 = await run_in_threadpool(lambda: doc.sha256)  # megabytes of text hash slowly
+    return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "sha256": sha256}
+
+
+@router.post(
+    "/documents",
+    status_code=201,
+    response_model=DocumentAdded,
+    summary="Add or replace a document (admin)",
+    description=(
+        "JSON `{title, text, doc_id?}` or a multipart/form-data upload (`file`, optional "
+        "`title` and `doc_id`). Without `doc_id`, the upload's filename or a slug of the "
+        "title plus a text hash names it. An existing `doc_id` is replaced. Only the new "
+        "text is embedded; the response is sent once the new index generation is on disk, "
+        "and until then questions are answered from the previous one."
+    ),
+    dependencies=[Depends(require_admin)],
+    responses=_problems(400, 401, 403, 413, 415, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/NewDocument"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "title": {"type": "string"},
+                            "doc_id": {"type": "string"},
+                        },
+                    }
+                },
+            },
+        }
+    },
+)
+async def add_document(
+    request: Request, response: Response, service: ServiceDep, engine: EngineDep
+) -> dict[str, Any]:
+    new, filename = await _read_new_document(request)
+    doc_id = new.doc_id or _id_from_filename(filename) or derive_doc_id(
+        new.title or detect_title(new.text, ""), new.text
+    )
+    doc = make_document(new.text, doc_id=doc_id, title=new.title, source="api")
+
+    def write() -> dict[str, Any]:
+        with service.write_lock:
+            try:
+                engine.add_documents([doc])
+            except OSError as exc:
+                raise _persist_error(exc) from None
+            return {
+                **_summary(doc, engine.chunk_counts().get(doc.doc_id, 0)),
+                "index_version": engine.version,
+            }
+
+    added = await run_in_threadpool(write)
+    log.info("added document %s (%d chars) -> index %s", doc_id, len(doc.text),
+             added["index_version"])
+    response.headers["Location"] = f"/documents/{doc_id}"
+    return added
+
+
+@router.delete(
+    "/documents/{doc_id}",
+    response_model=DocumentDeleted,
+    summary="Delete a document (admin)",
+    dependencies=[Depends(require_admin)],
+    responses=_problems(401, 403, 404, 409, 422, 503),
+)
+async def delete_document(doc_id: str, service: ServiceDep, engine: EngineDep) -> dict[str, Any]:
+    validate_doc_id(doc_id)
+
+    def write() -> dict[str, Any]:
+        with service.write_lock:
+            documents = engine.index.documents
+            if doc_id in documents and len(documents) == 1:
+                # The engine cannot build an empty index (bm25s fails on an empty corpus).
+                raise HTTPException(
+                    409, f"{doc_id!r} is the last document and an index needs at least one; "
+                    "add another document first",
+                )
+            try:
+                engine.delete_document(doc_id)
+            except OSError as exc:
+                raise _persist_error(exc) from None
+            return {"doc_id": doc_id, "index_version": engine.version}
+
+    deleted = await run_in_threadpool(write)
+    log.info("deleted document %s -> index %s", doc_id, deleted["index_version"])
+    return deleted
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    summary="The model and index are loaded",
+    responses=_problems(503),
+)
+async def readyz(service: ServiceDep) -> dict[str, Any]:
+    engine = service.engine
+    if engine is None:
+        raise service.unavailable()
+    documents = len(engine.index.documents)
+    return {"status": "ready", "index_version": engine.version, "documents": documents}
+
+
+def _web_routes(app: FastAPI) -> None:
+    web = resources.files("citeqa") / "web"
+    files = {name: (web / name).read_bytes() for name in WEB_FILES}
+
+    def serve(name: str) -> Callable[[], Any]:
+        async def endpoint() -> Response:
+            # no-cache: revalidate, so a new release's page is never mixed with old JS.
+            return Response(files[name], media_type=WEB_FILES[name],
+                            headers={"Cache-Control": "no-cache"})
+
+        return endpoint
+
+    app.add_api_route("/", serve("index.html"), methods=["GET"], include_in_schema=False)
+    for name in ("app.css", "app.js"):
+        app.add_api_route(f"/static/{name}", serve(name), methods=["GET"],
+                          include_in_schema=False)
+
+    async def favicon() -> Response:
+        return Response(status_code=204)
+
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
+
+
+# -- the app ----------------------------------------------------------------------------------
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )
+            # Models that routes reference by hand (problem bodies, the manual request body).
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (Problem, NewDocument):
+                model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(model_schema.pop("$defs", {}))
+                components[model.__name__] = model_schema
+            schema["components"]["schemas"] = dict(sorted(components.items()))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    embedder_factory: EmbedderFactory | None = None,
+    on_load_failure: LoadFailureHook | None = None,
+) -> FastAPI:
+    """The ASGI app. Pass ``engine`` to skip loading (tests), or ``embedder_factory`` to
+    load the index with another embedder; ``on_load_failure`` hears why loading failed."""
+    settings = settings or Settings()
+    service = Service(
+        settings,
+        engine=engine,
+        embedder_factory=embedder_factory or default_embedder,
+        on_load_failure=on_load_failure,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.start_loading()
+        yield
+
+    try:
+        version = importlib.metadata.version("citeqa")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0"
+    app = FastAPI(
+        title="citeqa",
+        version=version,
+        description=(
+            "Answers copied verbatim from your documents, every sentence cited to an exact "
+            "character span. Errors are application/problem+json (RFC 9457)."
+        ),
+        lifespan=lifespan,
+        # The bundled docs pages load scripts from a CDN, which the CSP forbids.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    app.include_router(router)
+    _web_routes(app)
+
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(InvalidInputError, _citeqa_handler(422))
+    app.add_exception_handler(DocumentError, _citeqa_handler(422))
+    app.add_exception_handler(DocumentNotFoundError, _citeqa_handler(404))
+    app.add_exception_handler(IndexStoreError, _citeqa_handler(503))
+    app.add_exception_handler(Exception, _internal_error)
+
+    document_limit = settings.max_document_bytes
+    ask_limit = settings.max_ask_body_bytes
+
+    def limit_for(scope: Scope) -> int:
+        if scope["path"] == "/documents" and scope["method"] == "POST":
+            return document_limit
+        return ask_limit  # /ask, and the few bytes any other route might get
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    origins = settings.cors_origin_list()
+    if origins:  # closed by default: no CORS headers at all
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost
+    return app
