@@ -197,6 +197,11 @@ class Engine:
         def change(current: dict[str, Document]) -> dict[str, Document]:
             if doc_id not in current:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
+            if len(current) == 1:
+                raise DocumentError(
+                    f"{doc_id!r} is the last document; an index needs at least one, "
+                    "so add another before deleting it"
+                )
             del current[doc_id]
             return current
 

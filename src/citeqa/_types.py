@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 Mode = Literal["hybrid", "dense", "lexical"]
@@ -21,7 +22,7 @@ class Document:
     text: str
     source: str = ""  # where it came from (a path, or "api"); informational only
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return sha256_text(self.text)
 

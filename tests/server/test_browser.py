@@ -1,0 +1,152 @@
+"""The chat page in Debian's Chromium (Playwright), against the real ``citeqa serve``.
+
+Waits use locators: the page's CSP has no 'unsafe-eval', so string predicates for
+``wait_for_function`` would be blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+
+from .conftest import ADMIN_TOKEN, ROOT, SEED_ANSWER, SEED_QUESTION, LiveServer
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "artifacts"
+HOSTILE_TITLE = "<img src=x onerror=alert(4)> Hostile notes"
+HOSTILE_TEXT = (
+    f"# {HOSTILE_TITLE}\n\n"
+    "The marmalade zebra protocol starts at <script>alert(1)</script> noon on Fridays.\n"
+    "Zebras guard the marmalade <img src=x onerror=alert(2)> in the pantry.\n"
+    'Read the zebra manual <a href="javascript:alert(3)">x</a> before lunch.\n'
+)
+HOSTILE_QUESTION = "When does the marmalade zebra protocol start?"
+
+
+@dataclass
+class Watch:
+    """What the page did that it must not: dialogs, script errors, CSP reports."""
+
+    page: Page
+    dialogs: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium: make browser-deps")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def watch(browser: Browser, live_server: LiveServer) -> Iterator[Watch]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)  # the first answer waits for the model on a busy CI box
+    watch = Watch(page)
+
+    def on_dialog(dialog: Dialog) -> None:
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda error: watch.problems.append(f"pageerror: {error}"))
+    page.on(
+        "console",
+        lambda msg: watch.problems.append(f"console: {msg.text}") if msg.type == "error" else None,
+    )
+    page.goto(live_server.url + "/")
+    yield watch
+    context.close()
+
+
+def ask(page: Page, question: str) -> Locator:
+    """Ask through the form; returns the newest answer turn."""
+    answers = page.locator(".turn.answer")
+    before = answers.count()
+    page.locator("#question").fill(question)
+    page.locator("#send").click()
+    expect(answers).to_have_count(before + 1)
+    expect(page.locator(".pending")).to_have_count(0)
+    return answers.last
+
+
+def test_ask_see_citations_and_the_highlighted_source(
+    watch: Watch, live_server: LiveServer
+) -> None:
+    page = watch.page
+    expected = httpx.post(f"{live_server.url}/ask", json={"question": SEED_QUESTION},
+                          timeout=60).json()
+    answer = ask(page, SEED_QUESTION)
+    expect(answer).not_to_have_class("abstained")
+    expect(answer.locator(".answer-text")).to_contain_text(SEED_ANSWER)
+    expect(answer.locator("li.citation")).to_have_count(len(expected["citations"]))
+
+    first = expected["sentences"][0]
+    answer.locator(f'button.cite-marker[data-citation="{first["citation"]}"]').first.click()
+    expect(page.locator("#source-panel")).to_be_visible()
+    mark = page.locator("#source-text mark")
+    expect(mark).to_have_count(1)
+    assert mark.text_content() == first["text"]
+    cited = next(c for c in expected["citations"] if c["id"] == first["citation"])
+    expect(page.locator("#source-title")).to_have_text(cited["title"])
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
+    page.locator("#source-close").click()
+    expect(page.locator("#source-panel")).to_be_hidden()
+    assert watch.dialogs == [] and watch.problems == []
+
+
+def test_hostile_document_is_shown_as_text(watch: Watch, live_server: LiveServer) -> None:
+    page = watch.page
+    added = httpx.post(
+        f"{live_server.url}/documents",
+        json={"doc_id": "hostile", "title": HOSTILE_TITLE, "text": HOSTILE_TEXT},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=120,
+    )
+    assert added.status_code == 201, added.text
+    expected = httpx.post(f"{live_server.url}/ask", json={"question": HOSTILE_QUESTION},
+                          timeout=60).json()
+    hostile = [s for s in expected["sentences"] if s["doc_id"] == "hostile"]
+    assert hostile, expected
+
+    answer = ask(page, HOSTILE_QUESTION)
+    expect(answer.locator(".answer-text")).to_contain_text(hostile[0]["text"])
+    expect(answer.locator("li.citation").first).to_be_visible()
+    answer.locator(f'button.cite-marker[data-citation="{hostile[0]["citation"]}"]').first.click()
+    mark = page.locator("#source-text mark")
+    expect(mark).to_have_count(1)
+    assert mark.text_content() == hostile[0]["text"]
+    source = page.locator("#source-text")
+    expect(source).to_contain_text("<img src=x onerror=alert(2)>")  # literally, as text
+    expect(source).to_contain_text('<a href="javascript:alert(3)">x</a>')
+    expect(page.locator("#source-title")).to_have_text(HOSTILE_TITLE)
+
+    # Nothing became markup: no injected elements anywhere, one script (app.js) on the page.
+    for selector in ("#chat script", "#chat img", "#chat a", "#source-panel script",
+                     "#source-panel img", "#source-panel a"):
+        expect(page.locator(selector)).to_have_count(0)
+    expect(page.locator("script")).to_have_count(1)
+    page.wait_for_timeout(500)  # give any stray handler time to fire
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-hostile.png"), full_page=True)
+    assert watch.dialogs == []
+    # Not even a blocked attempt: a CSP violation would show as a console error.
+    assert watch.problems == []
+
