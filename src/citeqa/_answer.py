@@ -258,7 +258,6 @@ class Answerer:
         kind = _expected_type(question)
         scores = np.zeros(len(rows), dtype=np.float32)
         if len(rows):
-            cosine = sentence_sims[rows]
             passage_cosine = {
                 cid: float(self._chunk_vectors[row] @ query_vector)
                 for cid, (row, _, _) in enumerate(hits, start=1)

@@ -16,13 +16,21 @@ from ._documents import load_documents, validate_doc_id
 from ._embedding import Embedder, SentenceTransformerEmbedder
 from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import (
+    CiteqaError,
     DocumentError,
     DocumentNotFoundError,
     IndexNotFoundError,
     InvalidInputError,
 )
 from ._fsutil import atomic_write_json
-from ._index import BuildStats, IndexData, ProgressFactory, build_index, model_info
+from ._index import (
+    BuildStats,
+    IndexData,
+    ProgressFactory,
+    build_index,
+    fingerprint,
+    model_info,
+)
 from ._store import load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
 
@@ -88,6 +96,29 @@ def index_corpus(
             return dataclasses.replace(stats, unchanged=True)
         write_index(index_dir, data)
     return stats
+
+
+def index_is_current(
+    paths: Iterable[str | Path],
+    index_dir: str | Path,
+    model_name: str,
+    params: ChunkingParams | None = None,
+) -> bool:
+    """True when ``index_dir`` already holds exactly these documents, built with
+    ``model_name`` and ``params`` — decided without loading the model."""
+    try:
+        index = load_index(Path(index_dir))
+    except CiteqaError:
+        return False
+    if index.model.get("name") != model_name or index.params != (params or ChunkingParams()):
+        return False
+    documents = load_documents(paths)
+    current = fingerprint(index.model, index.params, index.documents.values())
+    return current == fingerprint(index.model, index.params, sorted(documents, key=_doc_key))
+
+
+def _doc_key(doc: Document) -> str:
+    return doc.doc_id
 
 
 def _load_previous(index_dir: Path, embedder: Embedder) -> IndexData | None:
