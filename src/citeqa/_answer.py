@@ -24,6 +24,8 @@ ABSTAIN_TEXT = "The documents do not answer this question."
 class SummaryParams:
     """How answers are chosen. Defaults were picked on tests/questions.jsonl (README)."""
 
+    #: weight of the BM25 ranking against the dense one in reciprocal rank fusion
+    lexical_fusion_weight: float = 0.5
     max_sentences: int = 3
     #: word budget for further sentences (the first is always kept)
     max_words: int = 60
@@ -185,7 +187,11 @@ class Answerer:
         elif mode == "lexical":
             scored = lexical
         else:
-            fused = {row: sum(1.0 / (RRF_K + r) for r in rr.values()) for row, rr in ranks.items()}
+            weight = {"dense": 1.0, "lexical": self.params.lexical_fusion_weight}
+            fused = {
+                row: sum(weight[name] / (RRF_K + r) for name, r in rr.items())
+                for row, rr in ranks.items()
+            }
             scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         return [(row, score, ranks[row]) for row, score in scored[:top_k]]
 

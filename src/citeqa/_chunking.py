@@ -9,6 +9,7 @@ a limit; it is then cut at whitespace.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,12 @@ from ._tokens import DEFAULT_ENCODING, count_tokens
 from ._types import Chunk, Document, Span
 
 TokenCounter = Callable[[str], int]
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:
+    while start < end and text[start].isspace():
+        start += 1
+    return start, end
 
 
 @dataclass(frozen=True)
@@ -113,33 +120,83 @@ class Chunker:
                 units.append((piece, [limit.count(body) for limit in self._limits]))
         return units
 
+    def _prefix_that_fits(self, text: str, start: int, span: Span) -> Span | None:
+        """The longest word prefix of ``span`` such that ``text[start:end]`` fits."""
+        ends = [m.end() for m in re.finditer(r"\S+", text[span.start : span.end])]
+        lo, hi = 0, len(ends)  # ends[:lo] fit; find the largest such lo
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(text[start : span.start + ends[mid - 1]]):
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            return None
+        return Span(span.start, span.start + ends[lo - 1], False, span.section)
+
     def chunk(self, doc: Document) -> list[Chunk]:
         text = doc.text
         units = self._units(text)
         groups: list[list[int]] = []  # indices into units
         current: list[int] = []
 
-        def estimate(indices: Sequence[int]) -> list[int]:
-            # Sum of the parts plus one per join: joins are whitespace, which
-            # rarely merges with a neighbour. The exact count is checked below.
-            return [
-                sum(units[i][1][k] for i in indices) + len(indices) - 1
-                for k in range(len(self._limits))
-            ]
+        base = [limit.count("") for limit in self._limits]  # special tokens, if any
+
+        def gap_tokens(i: int) -> list[int]:
+            # What separates a unit from the one before it (newlines, bullet
+            # markers) costs tokens too.
+            gap = text[units[i - 1][0].end : units[i][0].start] if i else ""
+            return [max(1, lim.count(gap) - b) for lim, b in zip(self._limits, base, strict=True)]
 
         def fits(indices: Sequence[int]) -> bool:
-            return all(
-                n <= limit.max_tokens
-                for n, limit in zip(estimate(indices), self._limits, strict=True)
-            )
+            for k, limit in enumerate(self._limits):
+                total = units[indices[0]][1][k]
+                for i in indices[1:]:
+                    total += units[i][1][k] - base[k] + gaps[i][k]
+                if total > limit.max_tokens:
+                    return False
+                # Near the limit a sum of parts may be off by a merge at a join:
+                # count the real text.
+                if total > limit.max_tokens * 0.8:
+                    exact = text[units[indices[0]][0].start : units[indices[-1]][0].end]
+                    if limit.count(exact) > limit.max_tokens:
+                        return False
+            return True
 
-        for i, (span, _) in enumerate(units):
+        gaps = [gap_tokens(i) for i in range(len(units))]
+        i = 0
+        while i < len(units):
+            span = units[i][0]
             has_body = any(not units[j][0].is_heading for j in current)
             if current and span.is_heading and has_body:
                 groups.append(current)  # a heading opens a new chunk: it stays with its text
                 current = [i]
-                continue
-            if current and not fits([*current, i]):
+            elif current and not has_body and not fits([*current, i]):
+                # Headings alone cannot close a chunk: cut the sentence so that
+                # its first part fits under them.
+                head = self._prefix_that_fits(text, units[current[0]][0].start, span)
+                if head is None and len(current) > 1:
+                    # A stack of headings too long to share a chunk: the outer
+                    # ones go alone, the innermost stays with its text.
+                    groups.append(current[:-1])
+                    current = current[-1:]
+                    continue
+                if head is None:  # not even one word fits under the heading
+                    groups.append(current)
+                    current = [i]
+                elif head.end == span.end:  # the estimate was pessimistic: it all fits
+                    current.append(i)
+                else:
+                    rest = Span(head.end, span.end, False, span.section)
+                    rest = Span(*_strip_span(text, rest.start, rest.end), False, span.section)
+                    units[i : i + 1] = [
+                        (head, [lim.count(text[head.start : head.end]) for lim in self._limits]),
+                        (rest, [lim.count(text[rest.start : rest.end]) for lim in self._limits]),
+                    ]
+                    gaps[i : i + 1] = [gaps[i], [1] * len(self._limits)]
+                    gaps[i + 1] = gap_tokens(i + 1)
+                    current.append(i)
+            elif current and not fits([*current, i]):
                 groups.append(current)
                 body = [j for j in current if not units[j][0].is_heading]
                 carry = (
@@ -148,13 +205,14 @@ class Chunker:
                 while carry and not fits([*carry, i]):
                     carry = carry[1:]
                 current = [*carry, i]
-                continue
-            current.append(i)
+            else:
+                current.append(i)
+            i += 1
         if current:
             groups.append(current)
 
         chunks: list[Chunk] = []
-        for group in self._enforce_exact(text, units, groups):
+        for group in groups:
             spans = [units[i][0] for i in group]
             start, end = spans[0].start, spans[-1].end
             body_spans = [s for s in spans if not s.is_heading]
@@ -173,20 +231,3 @@ class Chunker:
                 )
             )
         return chunks
-
-    def _enforce_exact(
-        self, text: str, units: list[tuple[Span, list[int]]], groups: list[list[int]]
-    ) -> list[list[int]]:
-        """Split any group whose exact token count exceeds a limit."""
-        out: list[list[int]] = []
-        stack = list(reversed(groups))
-        while stack:
-            group = stack.pop()
-            start, end = units[group[0]][0].start, units[group[-1]][0].end
-            if len(group) == 1 or self._fits(text[start:end]):
-                out.append(group)
-                continue
-            half = len(group) // 2
-            stack.append(group[half:])
-            stack.append(group[:half])
-        return out

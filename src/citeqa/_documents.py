@@ -35,7 +35,7 @@ def validate_text(text: str, where: str) -> str:
 
 def detect_title(text: str, fallback: str) -> str:
     """A Markdown ``# `` heading, else the first heading-like line, else ``fallback``."""
-    for line in text.splitlines():
+    for line in text.lstrip("\ufeff").splitlines():
         if line.startswith("# "):
             return line[2:].strip() or fallback
     for span in segment(text):
@@ -56,7 +56,7 @@ def make_document(
 def _doc_id_for(path: Path, root: Path) -> str:
     rel = path.relative_to(root) if path != root else Path(path.name)
     raw = rel.with_suffix("").as_posix().replace("/", ".")
-    doc_id = _UNSAFE.sub("_", raw).strip("._-")[:128]
+    doc_id = re.sub(r"\.{2,}", ".", _UNSAFE.sub("_", raw)).strip("._-")[:128]
     return doc_id or "document"
 
 
@@ -79,6 +79,12 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise DocumentError(f"{sidecar} is not valid JSON: {exc}") from None
+        if not isinstance(meta, dict) or not all(
+            isinstance(meta.get(key, ""), str) for key in ("title", "doc_id")
+        ):
+            raise DocumentError(
+                f'{sidecar} must be a JSON object like {{"title": "...", "doc_id": "..."}}'
+            )
     return make_document(
         text,
         doc_id=meta.get("doc_id") or doc_id or _doc_id_for(path, path.parent),

@@ -126,8 +126,12 @@ class SentenceTransformerEmbedder(Embedder):
         # Local files only: a hub lookup would hang or fail on an offline machine.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import torch
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()  # keep stderr for real messages
 
         if threads is not None:
             torch.set_num_threads(threads)

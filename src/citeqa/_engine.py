@@ -189,6 +189,12 @@ class Engine:
         answerer = self._answerer  # one generation for the whole answer
         return answerer.answer(question, self.encode_query(question), top_k=top_k, mode=mode)
 
+    def evidence_score(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> float:
+        """The score ``ask`` compares with the abstention threshold (for calibration)."""
+        question = validate_query(question, top_k, mode)
+        answerer = self._answerer
+        return answerer.evidence_score(question, self.encode_query(question), top_k, mode)
+
     def with_summary(self, summary: SummaryParams) -> Engine:
         """The same index and embedder with other summary parameters (for evaluation)."""
         return Engine(self.index, self.embedder, summary=summary, index_dir=self.index_dir)

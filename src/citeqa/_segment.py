@@ -18,7 +18,7 @@ _MD_HEADING = re.compile(r"[ \t]{0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
 _NUMBERED_HEADING = re.compile(r"[ \t]*\d{1,3}[.)]{1,2}[ \t]+\S")
 # A sentence ends at . ! ? (or …), possibly followed by closing quotes/brackets,
 # then whitespace, then something that can open a sentence.
-_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]*[A-Z0-9¿¡])")
+_BOUNDARY = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s+[\"'“‘(\[]*(\S))")
 _ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st mt vs etc inc ltd co corp gov sen rep gen col lt
     no nos vol pp fig jan feb mar apr jun jul aug sep sept oct nov dec approx dept est
@@ -62,10 +62,14 @@ def _blocks(text: str) -> Iterator[tuple[int, int, bool]]:
         yield start, end, n_lines == 1
 
 
+def _blank(char: str) -> bool:
+    return char.isspace() or char == "\ufeff"  # a byte-order mark is invisible too
+
+
 def _strip(text: str, start: int, end: int) -> tuple[int, int]:
-    while start < end and text[start].isspace():
+    while start < end and _blank(text[start]):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and _blank(text[end - 1]):
         end -= 1
     return start, end
 
@@ -113,6 +117,9 @@ def _sentence_bounds(text: str, start: int, end: int) -> list[tuple[int, int]]:
     bounds: list[tuple[int, int]] = []
     cursor = start
     for match in _BOUNDARY.finditer(text, start, end):
+        opener = match.group(1)
+        if not (opener.isupper() or opener.isdigit() or opener in "¿¡"):
+            continue
         first_dot = match.start()
         if (
             text[first_dot] == "."

@@ -196,6 +196,8 @@ def current_version(index_dir: Path) -> str:
         raise IndexNotFoundError(
             f"no index at {index_dir}: build one with: citeqa index --index-dir {index_dir}"
         ) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise IndexCorruptError(f"{pointer} cannot be read ({exc}); {_rebuild_hint(index_dir)}")
     if not version or "/" in version or version.startswith("."):
         raise IndexCorruptError(f"{pointer} does not name a generation; {_rebuild_hint(index_dir)}")
     return version

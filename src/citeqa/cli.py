@@ -32,9 +32,9 @@ def _positive(name: str, low: int, high: int) -> Any:
 
 
 def _settings() -> Any:
-    from .settings import Settings
+    from .settings import load_settings
 
-    return Settings()
+    return load_settings()
 
 
 def _embedder(settings: Any) -> Any:
@@ -105,8 +105,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from ._engine import Engine, validate_query
 
     settings = _settings()
+    from ._store import read_manifest
+
     validate_query(args.question, args.top_k, args.mode)  # before the model loads
-    engine = Engine.open(args.index_dir or settings.index_dir, _embedder(settings))
+    index_dir = args.index_dir or settings.index_dir
+    read_manifest(index_dir)  # a missing index fails fast, too
+    engine = Engine.open(index_dir, _embedder(settings))
     answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))

@@ -40,3 +40,18 @@ class Settings(BaseSettings):
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is an ``InvalidInputError`` naming it."""
+    from pydantic import ValidationError
+
+    from ._exceptions import InvalidInputError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CITEQA_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInputError(f"invalid setting: {problems}") from None

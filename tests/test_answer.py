@@ -1,0 +1,129 @@
+"""Retrieval, extractive summarising and abstention (citeqa._answer), with the fake embedder."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
+from citeqa._answer import _expected_type
+
+MODES = ("hybrid", "dense", "lexical")
+MISSING = "How many disappeared and missing people does the Mexican government recognize?"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("top_k", [1, 3, 5, 20])
+def test_answer_invariants(
+    engine: Engine, check_answer, seed_questions: list[str], mode: str, top_k: int  # type: ignore[no-untyped-def]
+) -> None:
+    docs = engine.index.documents
+    answered = abstained = 0
+    for question in seed_questions:
+        answer = engine.ask(question, top_k=top_k, mode=mode)  # type: ignore[arg-type]
+        check_answer(answer, docs)
+        assert answer.question == question
+        assert answer.index_version == engine.version
+        assert len(answer.citations) <= top_k
+        for c in answer.citations:
+            assert c.chunk_id in {ch.chunk_id for ch in engine.index.chunks}
+            if mode != "hybrid":
+                assert set(c.retrievers) == {mode}
+        answered += not answer.abstained
+        abstained += answer.abstained
+    assert answered, "the fake embedder answers some seed questions"
+
+
+def test_sentence_cites_best_ranked_passage_holding_it(engine: Engine) -> None:
+    for question in ("asylum in Mexico", "Harris Guatemala visit", MISSING, "border crackdowns"):
+        answer = engine.ask(question, top_k=10)
+        for s in answer.sentences:
+            holding = [c.id for c in answer.citations if c.start <= s.start and s.end <= c.end]
+            assert s.citation == min(holding)
+
+
+def test_sentences_are_in_document_order(engine: Engine) -> None:
+    for question in ("asylum in Mexico", "migration policy", "Harris Guatemala"):
+        answer = engine.ask(question, top_k=10)
+        keys = [(s.doc_id, s.start) for s in answer.sentences]
+        assert keys == sorted(keys)
+        assert len(set(keys)) == len(keys)
+
+
+def test_seed_fact_found_by_fake_embedder(engine: Engine) -> None:
+    answer = engine.ask(MISSING)
+    assert not answer.abstained
+    assert any("88,700" in s.text for s in answer.sentences)
+    assert "88,700" in answer.answer
+    assert answer.citations[0].retrievers.get("lexical") == 1
+
+
+def test_unrelated_question_abstains_but_lists_citations(engine: Engine) -> None:
+    answer = engine.ask("What is the capital of Australia?")
+    assert answer.abstained
+    assert answer.answer == ABSTAIN_TEXT
+    assert answer.sentences == []
+    assert answer.citations  # what was looked at is still shown
+
+
+def test_lexical_mode_without_known_terms_cites_nothing(engine: Engine) -> None:
+    answer = engine.ask("kangaroo platypus wombat", mode="lexical")
+    assert answer.abstained and answer.citations == [] and answer.sentences == []
+
+
+def test_abstain_threshold_decides(engine: Engine) -> None:
+    never = engine.with_summary(SummaryParams(abstain_threshold=-100.0))
+    always = engine.with_summary(SummaryParams(abstain_threshold=100.0))
+    for question in ("What is the capital of Australia?", MISSING):
+        assert not never.ask(question).abstained
+        assert always.ask(question).abstained
+    assert never.version == engine.version
+
+
+@pytest.mark.parametrize("max_sentences", [1, 2])
+def test_max_sentences_and_words(engine: Engine, max_sentences: int) -> None:
+    summary = dataclasses.replace(
+        SummaryParams(), max_sentences=max_sentences, keep_ratio=0.0, abstain_threshold=-100.0
+    )
+    limited = engine.with_summary(summary)
+    for question in ("migration", "asylum in Mexico", "Central America"):
+        answer = limited.ask(question, top_k=20)
+        assert 1 <= len(answer.sentences) <= max_sentences
+
+
+def test_word_budget_limits_further_sentences(engine: Engine) -> None:
+    summary = SummaryParams(max_words=1, keep_ratio=0.0, abstain_threshold=-100.0)
+    answer = engine.with_summary(summary).ask("migration", top_k=20)
+    assert len(answer.sentences) == 1  # the best sentence always; no room for a second
+
+
+def test_to_dict_is_plain_data(engine: Engine) -> None:
+    answer = engine.ask(MISSING)
+    as_dict = answer.to_dict()
+    assert set(as_dict) == {
+        "question", "answer", "abstained", "index_version", "sentences", "citations",
+    }
+    assert set(as_dict["sentences"][0]) == {"text", "citation", "doc_id", "start", "end", "score"}
+    assert set(as_dict["citations"][0]) == {
+        "id", "chunk_id", "doc_id", "title", "section", "text", "start", "end", "score",
+        "retrievers",
+    }
+
+
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("How many people are missing?", "number"),
+        ("how much money was pledged", "number"),
+        ("What percentage of migrants return?", "number"),
+        ("When did Mayorkas visit Mexico?", "date"),
+        ("In which year was it signed?", "date"),
+        ("Who is the USAID chief?", "name"),
+        ("Who led the delegation?", "name"),
+        ("Why do people migrate?", None),
+        ("asylum", None),
+    ],
+)
+def test_expected_answer_type(question: str, kind: str | None) -> None:
+    assert _expected_type(question) == kind

@@ -1,0 +1,266 @@
+"""The ``citeqa`` command line, run as a subprocess (the venv's console script).
+
+Every run sets PYTHONPROFILEIMPORTTIME so the test can see which modules the
+process imported: a bad input must fail before torch (the model) is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CITEQA = Path(sys.executable).with_name("citeqa")
+HEAVY = ("torch", "sentence_transformers", "transformers", "faiss")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str  # without the import-time report
+    imported: set[str]
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CITEQA_")}
+    full_env.update({"PYTHONPROFILEIMPORTTIME": "1", "HF_HUB_OFFLINE": "1",
+                     "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [str(CITEQA), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    imported: set[str] = set()
+    other: list[str] = []
+    for line in proc.stderr.splitlines():
+        if line.startswith("import time:"):
+            name = line.rsplit("|", 1)[-1].strip()
+            imported.add(name.split(".")[0])
+        else:
+            other.append(line)
+    return Run(proc.returncode, proc.stdout, "\n".join(other), imported)
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {
+        p.relative_to(folder).as_posix(): p.stat().st_mtime_ns
+        for p in folder.rglob("*")
+        if p.name != ".lock"
+    }
+
+
+def assert_clean_error(result: Run, returncode: int, message: str) -> None:
+    """Non-zero exit, no traceback, one error line (or argparse's usage + error)."""
+    assert result.returncode == returncode, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if returncode == 2:  # argparse: usage lines, then "citeqa ...: error: ..."
+        assert lines[0].startswith("usage: citeqa")
+        assert lines[-1].startswith("citeqa") and ": error: " in lines[-1]
+    else:
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("citeqa: error: ")
+    assert message in lines[-1], lines[-1]
+    assert result.stdout == ""
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """The subprocess's working folder: any default index/ would land here."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    return folder
+
+
+# -- help ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ask", "--help"], ["index", "--help"]])
+def test_help_is_light(work: Path, args: list[str]) -> None:
+    result = run_cli(*args, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: citeqa")
+    assert "citeqa" in result.imported  # the report works, so absences below mean something
+    for module in HEAVY:
+        assert module not in result.imported, f"--help imported {module}"
+    assert list(work.iterdir()) == []
+
+
+def test_help_lists_commands(work: Path) -> None:
+    out = run_cli("--help", cwd=work).stdout
+    for command in ("index", "ask", "serve", "eval"):
+        assert command in out
+
+
+def test_no_command_is_a_usage_error(work: Path) -> None:
+    result = run_cli(cwd=work)
+    assert result.returncode == 2
+    assert "usage: citeqa" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- bad input fails fast, cleanly, and writes nothing ---------------------------------------
+
+
+def _corpus(tmp_path: Path, kind: str) -> str:
+    root = tmp_path / "input"
+    root.mkdir(exist_ok=True)
+    if kind == "latin1":
+        (root / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
+        return str(root / "latin1.txt")
+    if kind == "empty-folder":
+        (root / "empty").mkdir()
+        (root / "empty" / "notes.pdf").write_bytes(b"%PDF")
+        return str(root / "empty")
+    if kind == "empty-file":
+        (root / "blank.md").write_text("  \n\n")
+        return str(root / "blank.md")
+    if kind == "nul":
+        (root / "nul.txt").write_bytes(b"text\x00text")
+        return str(root / "nul.txt")
+    return str(root / "missing")
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("latin1", "latin1.txt is not UTF-8 text (invalid byte at offset 3)"),
+        ("empty-folder", "holds no .txt or .md documents"),
+        ("empty-file", "blank.md is empty"),
+        ("nul", "contains NUL bytes"),
+        ("missing", "missing does not exist"),
+    ],
+)
+def test_index_rejects_bad_documents_before_the_model_loads(
+    work: Path, tmp_path: Path, kind: str, message: str
+) -> None:
+    path = _corpus(tmp_path, kind)
+    index_dir = tmp_path / "idx"
+    result = run_cli("index", path, "--index-dir", str(index_dir), cwd=work)
+    assert_clean_error(result, 1, message)
+    assert not index_dir.exists()
+    assert list(work.iterdir()) == []
+    for module in HEAVY:
+        assert module not in result.imported
+
+
+@pytest.mark.parametrize(
+    "args, returncode, message",
+    [
+        (["ask", ""], 1, "the question is empty; ask something"),
+        (["ask", "  \t "], 1, "the question is empty"),
+        (["ask", "x" * 2001], 1, "the question is 2001 characters; the limit is 2000"),
+        (["ask", "why?", "--top-k", "0"], 2, "--top-k must be 1..20, got 0"),
+        (["ask", "why?", "--top-k", "21"], 2, "--top-k must be 1..20, got 21"),
+        (["ask", "why?", "--top-k", "many"], 2, "--top-k must be an integer, got 'many'"),
+        (["ask", "why?", "--mode", "fuzzy"], 2, "invalid choice: 'fuzzy'"),
+        (["index", "seeds", "--max-tokens", "8"], 2, "--max-tokens must be 16..8192, got 8"),
+        (["index", "seeds", "--overlap-sentences", "17"], 2, "got 17"),
+        (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_arguments_fail_fast(
+    work: Path, tmp_path: Path, args: list[str], returncode: int, message: str
+) -> None:
+    index_dir = tmp_path / "idx"
+    result = run_cli(*args, "--index-dir", str(index_dir), cwd=work)
+    assert_clean_error(result, returncode, message)
+    assert not index_dir.exists()
+    assert list(work.iterdir()) == []
+    for module in HEAVY:
+        assert module not in result.imported
+
+
+@pytest.mark.parametrize("current", [None, "garbage\n"])
+def test_ask_without_usable_index_fails_before_the_model_loads(
+    work: Path, tmp_path: Path, current: str | None
+) -> None:
+    # An unusable model path is a tripwire: touching the model reports it instead.
+    index_dir = tmp_path / "idx"
+    if current is not None:
+        index_dir.mkdir()
+        (index_dir / "CURRENT").write_text(current)
+    before = snapshot(tmp_path)
+    result = run_cli(
+        "ask", "What happened?", "--index-dir", str(index_dir), cwd=work,
+        env={"CITEQA_MODEL_PATH": str(tmp_path / "no-model")},
+    )
+    expected = "no index at" if current is None else "rebuild it with: citeqa index"
+    assert_clean_error(result, 1, expected)
+    assert snapshot(tmp_path) == before
+
+
+def test_bad_environment_variable_is_a_clean_error(work: Path) -> None:
+    result = run_cli("ask", "What happened?", cwd=work, env={"CITEQA_THREADS": "many"})
+    assert_clean_error(result, 1, "CITEQA_THREADS")
+
+
+def test_unusable_model_path_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "index", str(Path(__file__).resolve().parents[1] / "seeds"),
+        "--index-dir", str(tmp_path / "idx"), cwd=work,
+        env={"CITEQA_MODEL_PATH": str(tmp_path / "no-model")},
+    )
+    assert_clean_error(result, 1, "is not a sentence-transformers model directory")
+    assert "torch" not in result.imported
+
+
+# -- with the bundled model -------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_index_unchanged_corpus_reports_nothing_written(
+    work: Path, tmp_path: Path, real_index: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    shutil.copytree(real_index / "index", index_dir)
+    before = snapshot(index_dir)
+    result = run_cli("index", str(real_index / "seeds"), "--index-dir", str(index_dir), cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "1 documents" in result.stdout
+    assert "nothing written" in result.stdout
+    assert snapshot(index_dir) == before
+    assert "torch" not in result.imported  # an up-to-date index needs no model
+
+
+@pytest.fixture(scope="module")
+def mismatched_ask(tmp_path_factory: pytest.TempPathFactory, hashing_index_dir: Path):  # type: ignore[no-untyped-def]
+    """One ``citeqa ask`` (bundled model) against an index built with HashingEmbedder."""
+    root = tmp_path_factory.mktemp("mismatch")
+    index_dir = root / "index"
+    shutil.copytree(hashing_index_dir, index_dir)
+    (root / "cwd").mkdir()
+    before = snapshot(index_dir)
+    result = run_cli("ask", "What happened?", "--index-dir", str(index_dir), cwd=root / "cwd")
+    return index_dir, before, result
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ask_with_mismatched_index_is_refused(mismatched_ask) -> None:  # type: ignore[no-untyped-def]
+    index_dir, before, result = mismatched_ask
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("citeqa: error:")]
+    assert len(errors) == 1
+    assert "hashing-test-embedder" in errors[0]
+    assert f"rebuild it with: citeqa index --index-dir {index_dir}" in errors[0]
+    assert snapshot(index_dir) == before
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_error_after_model_load_is_the_only_stderr_line(mismatched_ask) -> None:  # type: ignore[no-untyped-def]
+    _, _, result = mismatched_ask
+    assert_clean_error(result, 1, "rebuild it with")

@@ -1,0 +1,358 @@
+"""Building, re-indexing, opening, asking and changing documents (citeqa._engine/_index)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from citeqa import (
+    BuildStats,
+    Chunker,
+    ChunkingParams,
+    Document,
+    DocumentError,
+    DocumentNotFoundError,
+    Engine,
+    HashingEmbedder,
+    IndexMismatchError,
+    InvalidInputError,
+    build_index,
+    index_corpus,
+    make_document,
+)
+from citeqa._store import current_version, load_index
+from citeqa._types import sha256_text
+
+NEW_TEXT = (
+    "# Marsupials Report\n\n"
+    "Kangaroos hop across the outback at dawn. Wombats dig burrows under eucalyptus trees.\n\n"
+    "Koalas sleep for most of the day."
+)
+
+
+def snapshot(index_dir: Path) -> dict[str, int]:
+    """Every file under the index with its modification time (ns)."""
+    return {
+        p.relative_to(index_dir).as_posix(): p.stat().st_mtime_ns
+        for p in index_dir.rglob("*")
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+def texts_to_embed(doc: Document, embedder: HashingEmbedder) -> set[str]:
+    """Distinct texts a build embeds for ``doc``: its chunks and its sentences."""
+    chunker = Chunker(
+        ChunkingParams(),
+        model_tokens=embedder.count_tokens,
+        model_max_tokens=embedder.max_seq_tokens,
+    )
+    chunks = chunker.chunk(doc)
+    sentences = {doc.text[s.start : s.end] for c in chunks for s in c.sentences}
+    return {c.text for c in chunks} | sentences
+
+
+# -- index_corpus ----------------------------------------------------------------------------
+
+
+def test_first_build_embeds_every_distinct_text(seeds_copy: Path, tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], tmp_path / "index", embedder)
+    assert isinstance(stats, BuildStats)
+    assert not stats.unchanged and stats.reused == 0
+    assert stats.documents == 1 and stats.chunks > 10 and stats.sentences > stats.chunks
+    [doc] = load_index(tmp_path / "index").documents.values()
+    assert stats.embedded == embedder.texts_embedded == len(texts_to_embed(doc, embedder))
+
+
+def test_reindex_unchanged_corpus_embeds_and_writes_nothing(
+    seeds_copy: Path, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    before = snapshot(index_dir)
+    current = (index_dir / "CURRENT").read_bytes()
+
+    second = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, second)
+    assert stats.unchanged
+    assert stats.embedded == 0 and second.texts_embedded == 0 and second.calls == 0
+    assert stats.reused > 0
+    assert (index_dir / "CURRENT").read_bytes() == current
+    assert snapshot(index_dir) == before
+
+
+def test_adding_a_document_embeds_only_its_texts(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    old_version = current_version(index_dir)
+    (seeds_copy / "marsupials.md").write_text(NEW_TEXT, encoding="utf-8")
+
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, embedder)
+    new_doc = make_document(NEW_TEXT, doc_id="marsupials")
+    expected = texts_to_embed(new_doc, embedder)
+    assert not stats.unchanged
+    assert stats.documents == 2
+    assert embedder.texts_embedded == stats.embedded == len(expected)
+    assert stats.reused > 0
+    version = current_version(index_dir)
+    assert version != old_version and version.startswith("000002-")
+    data = load_index(index_dir)
+    assert data.documents["marsupials"].title == "Marsupials Report"
+    # Vectors reused from the old index are exactly the vectors a fresh build computes.
+    fresh, _ = build_index(list(data.documents.values()), HashingEmbedder())
+    assert (data.chunk_vectors() == fresh.chunk_vectors()).all()
+    assert (data.sentences.vectors == fresh.sentences.vectors).all()
+
+
+def test_changing_a_document_reembeds_only_changed_text(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    (seeds_copy / "marsupials.md").write_text(NEW_TEXT, encoding="utf-8")
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    changed = NEW_TEXT.replace("Koalas sleep", "Koalas doze")
+    (seeds_copy / "marsupials.md").write_text(changed, encoding="utf-8")
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, embedder)
+    # The changed sentence and the one chunk holding it; nothing of the seed document.
+    assert embedder.texts_embedded == 2
+    assert stats.embedded == embedder.texts_embedded
+    assert "Koalas doze" in load_index(index_dir).documents["marsupials"].text
+
+
+def test_removing_a_document_from_the_corpus(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    (seeds_copy / "marsupials.md").write_text(NEW_TEXT, encoding="utf-8")
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    (seeds_copy / "marsupials.md").unlink()
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, embedder)
+    assert embedder.texts_embedded == 0 and not stats.unchanged
+    data = load_index(index_dir)
+    assert list(data.documents) == ["000_34741492cc8173b1"]
+    assert {c.doc_id for c in data.chunks} == {"000_34741492cc8173b1"}
+
+
+def test_other_chunking_params_rebuild(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    stats = index_corpus(
+        [seeds_copy], index_dir, HashingEmbedder(), ChunkingParams(max_tokens=64)
+    )
+    assert not stats.unchanged and stats.embedded > 0
+    data = load_index(index_dir)
+    assert data.params.max_tokens == 64
+    assert max(c.n_tokens for c in data.chunks) <= 64
+
+
+def test_other_model_rebuilds_from_scratch(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    other = HashingEmbedder(dimension=64, name="other")
+    stats = index_corpus([seeds_copy], index_dir, other)
+    assert not stats.unchanged and stats.reused == 0 and other.texts_embedded == stats.embedded
+    assert load_index(index_dir).model["name"] == "other"
+
+
+def test_corrupt_index_is_rebuilt(seeds_copy: Path, tmp_path: Path) -> None:
+    index_dir = tmp_path / "index"
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    folder = index_dir / "generations" / current_version(index_dir)
+    (folder / "dense.faiss").write_bytes(b"garbage")
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, embedder)
+    assert not stats.unchanged and stats.embedded > 0
+    assert load_index(index_dir).chunks
+
+
+def test_bad_documents_fail_before_anything_is_written(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("Fine text.")
+    (corpus / "bad.txt").write_bytes(b"caf\xe9")
+    embedder = HashingEmbedder()
+    with pytest.raises(DocumentError, match="not UTF-8"):
+        index_corpus([corpus], tmp_path / "index", embedder)
+    assert not (tmp_path / "index").exists()
+    assert embedder.calls == 0
+
+
+def test_index_is_current_without_a_model(seeds_copy: Path, tmp_path: Path) -> None:
+    from citeqa._engine import index_is_current
+
+    index_dir = tmp_path / "index"
+    name = HashingEmbedder().name
+    assert not index_is_current([seeds_copy], index_dir, name)  # no index yet
+    index_corpus([seeds_copy], index_dir, HashingEmbedder())
+    assert index_is_current([seeds_copy], index_dir, name)
+    assert index_is_current([seeds_copy], index_dir, name, ChunkingParams())
+    assert not index_is_current([seeds_copy], index_dir, "other-model")
+    assert not index_is_current([seeds_copy], index_dir, name, ChunkingParams(max_tokens=64))
+    (seeds_copy / "marsupials.md").write_text(NEW_TEXT, encoding="utf-8")
+    assert not index_is_current([seeds_copy], index_dir, name)
+
+
+# -- Engine.ask validation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"question": ""}, "the question is empty"),
+        ({"question": "   \n\t"}, "the question is empty"),
+        ({"question": "x" * 2001}, "the question is 2001 characters; the limit is 2000"),
+        ({"question": "why\x00"}, "NUL"),
+        ({"top_k": 0}, "top_k must be an integer 1..20, got 0"),
+        ({"top_k": 21}, "got 21"),
+        ({"top_k": -1}, "got -1"),
+        ({"top_k": True}, "got True"),
+        ({"top_k": 2.0}, "got 2.0"),
+        ({"top_k": "5"}, "got '5'"),
+        ({"mode": "fuzzy"}, "mode must be one of hybrid, dense, lexical, got 'fuzzy'"),
+        ({"mode": "HYBRID"}, "got 'HYBRID'"),
+    ],
+)
+def test_ask_rejects_bad_input(engine: Engine, kwargs: dict[str, object], message: str) -> None:
+    args: dict[str, object] = {"question": "migration", "top_k": 5, "mode": "hybrid", **kwargs}
+    calls = engine.embedder.calls  # type: ignore[attr-defined]
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        engine.ask(**args)  # type: ignore[arg-type]
+    assert engine.embedder.calls == calls  # type: ignore[attr-defined]  # validated before encoding
+
+
+def test_ask_accepts_limits(engine: Engine) -> None:
+    assert engine.ask("x" * 2000, top_k=20).question == "x" * 2000
+    assert engine.ask("  migration  ", top_k=1).question == "migration"
+
+
+# -- Engine: open, documents, changes ---------------------------------------------------------
+
+
+def test_open_checks_the_model(hashing_index_dir: Path) -> None:
+    with pytest.raises(IndexMismatchError, match="rebuild it with"):
+        Engine.open(hashing_index_dir, HashingEmbedder(dimension=64))
+    engine = Engine.open(hashing_index_dir, HashingEmbedder())
+    assert engine.version == current_version(hashing_index_dir)
+
+
+def test_open_reads_calibration(hashing_index_copy: Path) -> None:
+    (hashing_index_copy / "calibration.json").write_text(json.dumps({"abstain_threshold": -50}))
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    assert engine.summary.abstain_threshold == -50
+    assert not engine.ask("What is the capital of Australia?").abstained
+
+
+def test_open_refuses_unreadable_calibration(hashing_index_copy: Path) -> None:
+    (hashing_index_copy / "calibration.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="calibration.json is unreadable"):
+        Engine.open(hashing_index_copy, HashingEmbedder())
+
+
+def test_documents_and_lookup(engine: Engine) -> None:
+    [doc] = engine.documents()
+    assert engine.document(doc.doc_id) is doc
+    assert engine.chunk_counts() == {doc.doc_id: len(engine.index.chunks)}
+    with pytest.raises(DocumentNotFoundError, match="no document with id 'nope'") as exc:
+        engine.document("nope")
+    assert str(exc.value) == "no document with id 'nope'"
+
+
+def test_add_document_embeds_only_it_and_answers_from_it(
+    engine: Engine, embedder: HashingEmbedder, check_answer  # type: ignore[no-untyped-def]
+) -> None:
+    old_version = engine.version
+    doc = make_document(NEW_TEXT, doc_id="marsupials")
+    stats = engine.add_documents([doc])
+    assert embedder.texts_embedded == stats.embedded == len(texts_to_embed(doc, embedder))
+    assert engine.version != old_version
+    answer = engine.ask("Where do wombats dig burrows?")
+    check_answer(answer, engine.index.documents)
+    assert not answer.abstained
+    assert answer.sentences[0].doc_id == "marsupials"
+    assert "Wombats dig burrows" in answer.answer
+
+
+def test_add_existing_without_replace_is_refused(engine: Engine) -> None:
+    [doc] = engine.documents()
+    with pytest.raises(DocumentError, match="already exists"):
+        engine.add_documents([doc], replace=False)
+
+
+def test_replace_document(engine: Engine, embedder: HashingEmbedder) -> None:
+    engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    embedder.texts_embedded = 0
+    engine.add_documents([make_document("Platypuses lay eggs.", doc_id="marsupials")])
+    assert engine.document("marsupials").text == "Platypuses lay eggs."
+    assert embedder.texts_embedded == 1  # one sentence, which is also the whole chunk
+    assert not any("Wombats" in c.text for c in engine.index.chunks)
+
+
+def test_delete_document(engine: Engine, embedder: HashingEmbedder) -> None:
+    engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    embedder.texts_embedded = 0
+    engine.delete_document("marsupials")
+    assert embedder.texts_embedded == 0
+    assert "marsupials" not in engine.index.documents
+    assert all(c.doc_id != "marsupials" for c in engine.index.chunks)
+    assert "marsupials" not in engine.index.sentences.doc_ids
+    answer = engine.ask("Where do wombats dig burrows?", top_k=20)
+    assert all(c.doc_id != "marsupials" for c in answer.citations)
+    with pytest.raises(DocumentNotFoundError):
+        engine.delete_document("marsupials")
+    with pytest.raises(InvalidInputError, match="invalid doc_id"):
+        engine.delete_document("../etc")
+
+
+def test_changes_are_persisted(hashing_index_copy: Path) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    assert current_version(hashing_index_copy) == engine.version
+    reopened = Engine.open(hashing_index_copy, HashingEmbedder())
+    assert reopened.document("marsupials").title == "Marsupials Report"
+    reopened.delete_document("marsupials")
+    assert "marsupials" not in load_index(hashing_index_copy).documents
+    assert len(list((hashing_index_copy / "generations").iterdir())) == 2
+
+
+def test_in_memory_engine_does_not_write(engine: Engine, hashing_index_dir: Path) -> None:
+    before = snapshot(hashing_index_dir)
+    engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    assert snapshot(hashing_index_dir) == before
+
+
+def test_failed_change_keeps_serving_the_old_generation(engine: Engine) -> None:
+    version = engine.version
+    with pytest.raises(DocumentNotFoundError):
+        engine.delete_document("nope")
+    assert engine.version == version
+    assert engine.ask("migration").index_version == version
+
+
+def test_deleting_the_last_document_is_refused(engine: Engine, embedder: HashingEmbedder) -> None:
+    [doc] = engine.documents()
+    version = engine.version
+    with pytest.raises(DocumentError, match=f"{doc.doc_id!r} is the last document"):
+        engine.delete_document(doc.doc_id)
+    assert engine.version == version and engine.document(doc.doc_id) is doc
+    assert embedder.calls == 0
+
+
+def test_build_index_rejects_duplicate_ids(embedder: HashingEmbedder) -> None:
+    doc = make_document("Same id.", doc_id="same")
+    with pytest.raises(DocumentError, match="two documents share the id 'same'"):
+        build_index([doc, doc], embedder)
+
+
+def test_vector_cache_is_keyed_by_text(engine: Engine) -> None:
+    cache = engine.index.vector_cache()
+    for chunk, vector in zip(engine.index.chunks, engine.index.chunk_vectors(), strict=True):
+        assert (cache[sha256_text(chunk.text)] == vector).all()
+    assert len(cache) >= len({c.text for c in engine.index.chunks})
+
+
+def test_lock_file_is_the_only_extra(hashing_index_dir: Path) -> None:
+    names = sorted(os.listdir(hashing_index_dir))
+    assert names == [".lock", "CURRENT", "generations"]

@@ -1,0 +1,78 @@
+"""BM25 retrieval over stemmed terms (citeqa._lexical)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citeqa._lexical import LexicalIndex, terms
+
+TEXTS = [
+    "The Mexican government recognizes over 88,700 disappeared and missing people.",
+    "Vice President Harris visited Guatemala and Mexico in June.",
+    "Migrants leave their home countries because of violence and poverty.",
+    "The forensic crisis in Mexico includes roughly 37,000 unidentified bodies.",
+    "",
+]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Migrants are migrating", ["migrant", "migrat"]),
+        ("How many people does the government recognize?", ["peopl", "govern", "recogn"]),
+        ("88,700 people; 4.5 percent in 2021.", ["88700", "peopl", "4.5", "percent", "2021"]),
+        ("Mexico’s and Harris's plans", ["mexico", "harri", "plan"]),
+        ("a I x 7", ["7"]),
+        ("", []),
+    ],
+)
+def test_terms(text: str, expected: list[str]) -> None:
+    assert terms(text) == expected
+
+
+def test_question_words_are_not_terms() -> None:
+    assert terms("What, which, who, when, where, why, how much, according to") == []
+
+
+@pytest.fixture(scope="module")
+def lexical() -> LexicalIndex:
+    return LexicalIndex.build(TEXTS)
+
+
+def test_best_match_ranks_first(lexical: LexicalIndex) -> None:
+    scores = lexical.scores("How many missing people does the Mexican government recognize?")
+    assert scores.shape == (len(TEXTS),)
+    assert int(np.argmax(scores)) == 0
+    assert scores[4] == 0.0  # the empty text matches nothing
+
+
+def test_numbers_match_with_or_without_separators(lexical: LexicalIndex) -> None:
+    for query in ("88,700", "88700"):
+        scores = lexical.scores(query)
+        assert int(np.argmax(scores)) == 0 and scores[0] > 0
+        assert np.count_nonzero(scores) == 1
+
+
+def test_unknown_or_stopword_query_scores_zero(lexical: LexicalIndex) -> None:
+    for query in ("kangaroo platypus", "the and of", "", "?!"):
+        scores = lexical.scores(query)
+        assert scores.dtype == np.float32
+        assert not scores.any()
+
+
+def test_idf_prefers_rare_terms(lexical: LexicalIndex) -> None:
+    idf = lexical.idf()
+    assert idf[terms("Mexico")[0]] < idf[terms("forensic")[0]]
+    assert all(value > 0 for value in idf.values())
+
+
+def test_save_load_round_trip(lexical: LexicalIndex, tmp_path: Path) -> None:
+    lexical.save(tmp_path / "bm25")
+    assert not list((tmp_path / "bm25").glob("*.pkl"))
+    loaded = LexicalIndex.load(tmp_path / "bm25", len(TEXTS))
+    for query in ("missing people", "Harris Guatemala", "forensic bodies 37,000", "nothing"):
+        np.testing.assert_allclose(loaded.scores(query), lexical.scores(query))
+    assert loaded.idf() == pytest.approx(lexical.idf())

@@ -1,0 +1,277 @@
+"""The on-disk index (citeqa._store): round trip, atomic writes, refusal of bad indexes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citeqa import (
+    Document,
+    HashingEmbedder,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexStoreError,
+    make_document,
+)
+from citeqa._index import FORMAT_VERSION, IndexData, build_index, model_info
+from citeqa._store import KEEP_GENERATIONS, current_version, load_index, read_manifest, write_index
+
+REBUILD = "rebuild it with: citeqa index --index-dir"
+
+
+def extra_doc(n: int = 0) -> Document:
+    return make_document(
+        f"# Extra {n}\n\nThe extra document number {n} talks about kangaroos. "
+        f"It has a second sentence about wombats {n}.",
+        doc_id=f"extra-{n}",
+    )
+
+
+@pytest.fixture(scope="module")
+def data(seed_docs: list[Document]) -> IndexData:
+    """Built once; nothing here mutates it."""
+    built, _ = build_index([*seed_docs, extra_doc()], HashingEmbedder())
+    return built
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory, data: IndexData) -> Path:
+    index_dir = tmp_path_factory.mktemp("store") / "index"
+    write_index(index_dir, data)
+    return index_dir
+
+
+@pytest.fixture
+def written(tmp_path: Path, pristine: Path) -> Path:
+    """A private copy of the written index, free to damage."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(pristine, index_dir)
+    return index_dir
+
+
+def live_folder(index_dir: Path) -> Path:
+    return index_dir / "generations" / current_version(index_dir)
+
+
+def assert_same_index(a: IndexData, b: IndexData) -> None:
+    assert a.version == b.version and a.generation == b.generation
+    assert a.model == b.model and a.params == b.params
+    assert a.documents == b.documents
+    assert a.chunks == b.chunks
+    assert len(a.chunk_sentence_rows) == len(b.chunk_sentence_rows)
+    for x, y in zip(a.chunk_sentence_rows, b.chunk_sentence_rows, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert a.sentences.doc_ids == b.sentences.doc_ids
+    np.testing.assert_array_equal(a.sentences.starts, b.sentences.starts)
+    np.testing.assert_array_equal(a.sentences.ends, b.sentences.ends)
+    np.testing.assert_array_equal(a.sentences.is_heading, b.sentences.is_heading)
+    np.testing.assert_array_equal(a.sentences.vectors, b.sentences.vectors)
+    np.testing.assert_array_equal(a.chunk_vectors(), b.chunk_vectors())
+    for query in ("disappeared missing people", "kangaroos", "asylum Mexico"):
+        np.testing.assert_allclose(a.lexical.scores(query), b.lexical.scores(query), rtol=1e-6)
+    assert a.created_at == b.created_at
+
+
+def test_round_trip(written: Path, data: IndexData) -> None:
+    loaded = load_index(written, model=model_info(HashingEmbedder()))
+    assert_same_index(data, loaded)
+    assert loaded.version == current_version(written)
+    # Spans keep their sections through the round trip.
+    sections = {s.section for c in loaded.chunks for s in c.sentences}
+    assert "Collaborating with Mexico" in sections and "Extra 0" in sections
+
+
+def test_layout_and_manifest(written: Path, data: IndexData) -> None:
+    folder = live_folder(written)
+    assert (written / "CURRENT").read_text(encoding="utf-8") == data.version + "\n"
+    manifest = read_manifest(written)
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["index_version"] == data.version
+    assert manifest["model"] == model_info(HashingEmbedder())
+    assert manifest["tokenizer"] == {"encoding": data.params.encoding}
+    assert manifest["chunking"] == {"max_tokens": 200, "overlap_sentences": 1}
+    assert manifest["counts"] == {
+        "documents": 2,
+        "chunks": len(data.chunks),
+        "sentences": len(data.sentences.doc_ids),
+    }
+    by_id = {d["doc_id"]: d for d in manifest["documents"]}
+    for doc in data.documents.values():
+        assert by_id[doc.doc_id]["sha256"] == doc.sha256
+        assert by_id[doc.doc_id]["chars"] == len(doc.text)
+    on_disk = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "manifest.json"
+    )
+    assert sorted(manifest["files"]) == on_disk
+    for name in ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "sentence_vectors.npy",
+                 "dense.faiss"):
+        assert name in manifest["files"]
+    assert any(name.startswith("bm25/") for name in manifest["files"])
+    assert not [p for p in written.rglob("*") if p.suffix in (".pkl", ".pickle")]
+    assert not list(written.glob(".tmp-*"))
+
+
+def test_leftover_tmp_dir_is_ignored_then_cleaned(written: Path, data: IndexData) -> None:
+    leftover = written / ".tmp-crashed"
+    (leftover / "bm25").mkdir(parents=True)
+    (leftover / "chunks.jsonl").write_text("half a line")
+    assert load_index(written).version == data.version
+    again, _ = build_index(
+        [*data.documents.values(), extra_doc(1)], HashingEmbedder(), previous=data
+    )
+    write_index(written, again)
+    assert not leftover.exists()
+    assert load_index(written).version == again.version
+
+
+def test_failed_write_leaves_previous_generation_live(
+    written: Path, data: IndexData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faiss
+
+    before = sorted(p.name for p in (written / "generations").iterdir())
+    nxt, _ = build_index([*data.documents.values(), extra_doc(1)], HashingEmbedder(), previous=data)
+
+    def boom(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(faiss, "write_index", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_index(written, nxt)
+    assert current_version(written) == data.version
+    assert sorted(p.name for p in (written / "generations").iterdir()) == before
+    assert not list(written.glob(".tmp-*"))
+    assert_same_index(data, load_index(written))
+
+
+def test_generation_not_named_in_current_is_ignored(written: Path, data: IndexData) -> None:
+    # A crash after the rename but before CURRENT changed: the old generation stays live.
+    nxt, _ = build_index([*data.documents.values(), extra_doc(1)], HashingEmbedder(), previous=data)
+    write_index(written, nxt)
+    (written / "CURRENT").write_text(data.version + "\n")
+    assert load_index(written).version == data.version
+
+
+def test_old_generations_pruned(tmp_path: Path, seed_docs: list[Document]) -> None:
+    index_dir = tmp_path / "index"
+    embedder = HashingEmbedder()
+    previous = None
+    versions = []
+    for n in range(4):
+        current, _ = build_index([*seed_docs, extra_doc(n)], embedder, previous=previous)
+        write_index(index_dir, current)
+        versions.append(current.version)
+        previous = current
+    assert KEEP_GENERATIONS == 2
+    kept = sorted(p.name for p in (index_dir / "generations").iterdir())
+    assert kept == versions[-2:]
+    assert current_version(index_dir) == versions[-1]
+    assert [v.split("-")[0] for v in versions] == ["000001", "000002", "000003", "000004"]
+
+
+# -- refusal -------------------------------------------------------------------------------
+
+
+def test_missing_index(tmp_path: Path) -> None:
+    for index_dir in (tmp_path / "nope", tmp_path):
+        with pytest.raises(IndexNotFoundError, match=re.escape(f"no index at {index_dir}")) as exc:
+            load_index(index_dir)
+        assert "citeqa index --index-dir" in str(exc.value)
+    assert not (tmp_path / "nope").exists()
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "damage, file_name",
+    [
+        (lambda f: flip_byte(f / "dense.faiss", (f / "dense.faiss").stat().st_size // 2),
+         "dense.faiss"),
+        (lambda f: flip_byte(f / "sentence_vectors.npy", -1), "sentence_vectors.npy"),
+        (lambda f: (f / "chunks.jsonl").write_bytes((f / "chunks.jsonl").read_bytes()[:-40]),
+         "chunks.jsonl"),
+        (lambda f: (f / "documents.jsonl").write_text(""), "documents.jsonl"),
+        (lambda f: (f / "sentences.jsonl").unlink(), "sentences.jsonl"),
+        (lambda f: next((f / "bm25").iterdir()).unlink(), "bm25"),
+        (lambda f: (f / "manifest.json").unlink(), "manifest.json"),
+        (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json"),
+        (lambda f: (f / "manifest.json").write_text("[]"), "manifest.json"),
+    ],
+    ids=["flip-dense", "flip-vectors", "truncate-chunks", "empty-documents", "no-sentences",
+         "no-bm25-file", "no-manifest", "bad-manifest-json", "manifest-not-object"],
+)
+def test_corrupt_files_are_refused_by_name(written: Path, damage, file_name: str) -> None:  # type: ignore[no-untyped-def]
+    damage(live_folder(written))
+    with pytest.raises(IndexCorruptError, match=re.escape(file_name)) as exc:
+        load_index(written, model=model_info(HashingEmbedder()))
+    assert REBUILD in str(exc.value)
+
+
+def test_manifest_counts_that_disagree_are_refused(written: Path) -> None:
+    path = live_folder(written) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["counts"]["chunks"] += 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="disagrees with its manifest"):
+        load_index(written)
+
+
+def test_manifest_without_files_is_refused(written: Path) -> None:
+    path = live_folder(written) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["files"] = {}
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match="lists no files"):
+        load_index(written)
+
+
+@pytest.mark.parametrize("content", ["garbage\n", "", "\n", "../outside\n", ".tmp-x\n"])
+def test_garbage_current_is_refused(written: Path, content: str) -> None:
+    (written / "CURRENT").write_text(content)
+    with pytest.raises(IndexCorruptError) as exc:
+        load_index(written)
+    message = str(exc.value)
+    assert REBUILD in message
+    assert "CURRENT" in message or "garbage" in message
+
+
+def test_binary_current_is_refused(written: Path) -> None:
+    (written / "CURRENT").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(IndexCorruptError, match="CURRENT"):
+        load_index(written)
+
+
+def test_other_model_is_a_mismatch(written: Path) -> None:
+    other = model_info(HashingEmbedder(dimension=128, name="other-model"))
+    with pytest.raises(IndexMismatchError) as exc:
+        load_index(written, model=other)
+    message = str(exc.value)
+    assert "hashing-test-embedder" in message and "other-model" in message
+    assert f"{REBUILD} {written}" in message
+
+
+def test_other_format_version_is_a_mismatch(written: Path) -> None:
+    path = live_folder(written) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexMismatchError, match=f"format {FORMAT_VERSION + 1}") as exc:
+        load_index(written)
+    assert f"{REBUILD} {written}" in str(exc.value)
+
+
+def test_every_refusal_is_an_index_store_error() -> None:
+    for cls in (IndexNotFoundError, IndexMismatchError, IndexCorruptError):
+        assert issubclass(cls, IndexStoreError)
