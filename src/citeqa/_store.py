@@ -197,7 +197,9 @@ def current_version(index_dir: Path) -> str:
             f"no index at {index_dir}: build one with: citeqa index --index-dir {index_dir}"
         ) from None
     except (UnicodeDecodeError, OSError) as exc:
-        raise IndexCorruptError(f"{pointer} cannot be read ({exc}); {_rebuild_hint(index_dir)}")
+        raise IndexCorruptError(
+            f"{pointer} cannot be read ({exc}); {_rebuild_hint(index_dir)}"
+        ) from None
     if not version or "/" in version or version.startswith("."):
         raise IndexCorruptError(f"{pointer} does not name a generation; {_rebuild_hint(index_dir)}")
     return version
