@@ -644,15 +644,10 @@ def evidence_scores(
     engine: Engine, questions: Sequence[Question], top_k: int, mode: str
 ) -> dict[str, float]:
     """Per question, the score the Answerer compares with ``abstain_threshold``."""
-    answerer = engine._answerer  # one index generation for the whole pass
-    scores = {}
-    for q in questions:
-        text = validate_query(q.question, top_k, mode)
-        vector = engine.encode_query(text)
-        scores[q.id] = float(
-            answerer.evidence_score(text, vector, top_k=top_k, mode=cast(Mode, mode))
-        )
-    return scores
+    return {
+        q.id: engine.evidence_score(q.question, top_k=top_k, mode=cast(Mode, mode))
+        for q in questions
+    }
 
 
 def calibrate(
