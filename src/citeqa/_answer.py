@@ -6,6 +6,7 @@ corpus (sentence boundaries, sentence vectors, BM25) was made at index time.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -100,10 +101,6 @@ class Answerer:
         self.params = params or SummaryParams()
         self._sentence_terms: dict[int, frozenset[str]] = {}
         self._chunk_vectors = index.chunk_vectors()
-        self._chunk_of_sentence: dict[int, int] = {}
-        for ci, rows in enumerate(index.chunk_sentence_rows):
-            for row in rows:
-                self._chunk_of_sentence.setdefault(int(row), ci)
         # Flattened chunk → sentence rows, for a per-chunk max in one numpy call.
         sizes = [len(r) for r in index.chunk_sentence_rows]
         self._flat_rows = (
@@ -211,7 +208,18 @@ class Answerer:
             return True
         if len(term) < 6:
             return False
-        return any(t.startswith(term[:6]) and (t in term or term in t) for t in self._idf)
+        vocab = self._sorted_vocabulary
+        prefix = term[:6]
+        i = bisect.bisect_left(vocab, prefix)
+        while i < len(vocab) and vocab[i].startswith(prefix):
+            if vocab[i] in term or term in vocab[i]:
+                return True
+            i += 1
+        return False
+
+    @cached_property
+    def _sorted_vocabulary(self) -> list[str]:
+        return sorted(self._idf)
 
     def _missing_names(self, question: str) -> int:
         """How many names in the question the corpus never mentions.

@@ -161,3 +161,232 @@ class SentenceTransformerEmbedder(Embedder):
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+
+# -- ONNX Runtime ----------------------------------------------------------------------------
+
+ONNX_FORMAT = 1
+ONNX_META = "citeqa-onnx.json"
+BACKENDS = ("torch", "onnx")
+
+
+def default_onnx_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "citeqa" / "onnx"
+
+
+def _weights_key(model_path: Path) -> str:
+    """Names one export of one model: path, size and mtime of its weights (a stat, no read)."""
+    parts = [str(model_path.resolve())]
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json"):
+        f = model_path / name
+        if f.is_file():
+            st = f.stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def onnx_export_dir(model_path: Path, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    return Path(cache_dir or default_onnx_cache()) / _weights_key(model_path)
+
+
+def _read_st_config(model_path: Path) -> tuple[int, bool]:
+    """(max_seq_length, mean pooling?) from a sentence-transformers directory."""
+    import json
+
+    max_len = 512
+    cfg = model_path / "sentence_bert_config.json"
+    if cfg.is_file():
+        max_len = int(json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length") or 512)
+    pooling = model_path / "1_Pooling" / "config.json"
+    mean = True
+    if pooling.is_file():
+        pool = json.loads(pooling.read_text(encoding="utf-8"))
+        mean = bool(pool.get("pooling_mode_mean_tokens", True)) and not any(
+            pool.get(k)
+            for k in ("pooling_mode_cls_token", "pooling_mode_max_tokens",
+                      "pooling_mode_mean_sqrt_len_tokens")
+        )
+    return max_len, mean
+
+
+def export_onnx(
+    model_path: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Export a sentence-transformers model's transformer to ONNX, once; returns the folder.
+
+    Needs torch (index time only); the export lands atomically in
+    ``<cache_dir>/<model key>/`` with the tokenizer and a small manifest, so
+    serving needs only onnxruntime and tokenizers.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    path = Path(model_path) if model_path is not None else bundled_model_path()
+    target = onnx_export_dir(path, cache_dir)
+    if (target / ONNX_META).is_file():
+        return target
+    max_len, mean = _read_st_config(path)
+    if not mean:
+        raise InvalidInputError(
+            f"{path} does not use mean pooling; the ONNX backend supports only mean "
+            "pooling, so use CITEQA_BACKEND=torch for it"
+        )
+    if not (path / "tokenizer.json").is_file():
+        raise InvalidInputError(f"{path} has no tokenizer.json; use CITEQA_BACKEND=torch for it")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(
+        str(path), local_files_only=True, attn_implementation="eager"
+    ).eval()
+
+    class _Encoder(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state
+
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    example = torch.ones((2, 8), dtype=torch.long)
+    axes = {n: {0: "batch", 1: "tokens"} for n in [*names, "last_hidden_state"]}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Encoder(model),
+                (example, example, torch.zeros_like(example)),
+                str(tmp / "model.onnx"),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        shutil.copyfile(path / "tokenizer.json", tmp / "tokenizer.json")
+        meta = {
+            "format": ONNX_FORMAT,
+            "source": str(path.resolve()),
+            "max_seq_length": max_len,
+            "dimension": int(model.config.hidden_size),
+            "pad_token_id": int(getattr(model.config, "pad_token_id", 0) or 0),
+            "inputs": names,
+        }
+        (tmp / ONNX_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        try:
+            tmp.rename(target)
+        except OSError:  # another process exported it first
+            if not (target / ONNX_META).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class OnnxEmbedder(Embedder):
+    """The same model through ONNX Runtime and ``tokenizers``: no torch at serve time.
+
+    Mean pooling over the attention mask and L2 normalisation, with the model's
+    ``max_seq_length`` truncation, exactly as the sentence-transformers pipeline.
+    It reports the same ``name``, ``dimension`` and ``max_seq_tokens`` as
+    ``SentenceTransformerEmbedder`` for the same model (vectors agree to cosine
+    >= 0.999), so an index built with one backend serves with the other.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        export: bool = True,
+    ) -> None:
+        import json
+
+        path = Path(model_path) if model_path is not None else bundled_model_path()
+        folder = onnx_export_dir(path, cache_dir)
+        if not (folder / ONNX_META).is_file():
+            if not export:
+                raise InvalidInputError(
+                    f"no ONNX export of {path} in {folder.parent}; run citeqa index once "
+                    "(it exports the model) or set CITEQA_BACKEND=torch"
+                )
+            folder = export_onnx(path, cache_dir)
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        meta = json.loads((folder / ONNX_META).read_text(encoding="utf-8"))
+        self.folder = folder
+        self.name = name or (BUNDLED_MODEL_NAME if model_path is None else path.name)
+        self.dimension = int(meta["dimension"])
+        self.max_seq_tokens = int(meta["max_seq_length"])
+        self._counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._counter.no_truncation()
+        self._counter.no_padding()
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self._tokenizer.enable_truncation(self.max_seq_tokens)
+        self._tokenizer.enable_padding(pad_id=int(meta.get("pad_token_id", 0)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._lock = threading.Lock()  # Tokenizer padding state and one run at a time
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text, add_special_tokens=True).ids)
+
+    def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=True)
+            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._inputs:
+                feeds["token_type_ids"] = np.asarray(
+                    [e.type_ids for e in encodings], dtype=np.int64
+                )
+            hidden = self._session.run(None, feeds)[0]
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (hidden * weights).sum(axis=1)
+        pooled = summed / np.maximum(weights.sum(axis=1), 1e-9)
+        return _normalise(pooled)
+
+
+def make_embedder(
+    backend: str = "torch",
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    threads: int | None = None,
+    onnx_dir: str | os.PathLike[str] | None = None,
+    export: bool = True,
+) -> Embedder:
+    """The configured embedder: ``torch`` (sentence-transformers) or ``onnx``."""
+    if backend == "torch":
+        return SentenceTransformerEmbedder(model_path, threads=threads)
+    if backend == "onnx":
+        return OnnxEmbedder(model_path, threads=threads, cache_dir=onnx_dir, export=export)
+    raise InvalidInputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

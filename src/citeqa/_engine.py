@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from ._index import (
 )
 from ._store import load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
+
+if TYPE_CHECKING:
+    from ._batching import MicroBatcher
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -154,6 +158,7 @@ class Engine:
         self._answerer = Answerer(index, self.summary)
         self._write_lock = threading.Lock()
         self.encode_query: Callable[[str], np.ndarray] = self._encode_one
+        self._batcher: MicroBatcher | None = None
 
     @classmethod
     def open(
@@ -183,6 +188,28 @@ class Engine:
 
     def _encode_one(self, question: str) -> np.ndarray:
         return np.asarray(self.embedder.embed_batch([question])[0], dtype=np.float32)
+
+    def enable_batching(self, max_batch: int = 32, max_wait_ms: float = 2.0) -> MicroBatcher:
+        """Encode concurrent questions together (one forward pass per batch).
+
+        Swaps ``encode_query`` for a ``MicroBatcher``; ``close`` stops it. Calling
+        it again replaces (and closes) the previous batcher.
+        """
+        from ._batching import MicroBatcher
+
+        batcher = MicroBatcher(self.embedder, max_batch=max_batch, max_wait_ms=max_wait_ms)
+        previous, self._batcher = self._batcher, batcher
+        self.encode_query = batcher.encode
+        if previous is not None:
+            previous.close()
+        return batcher
+
+    def close(self) -> None:
+        """Stop the query batcher, if any; questions are then encoded one by one."""
+        batcher, self._batcher = self._batcher, None
+        self.encode_query = self._encode_one
+        if batcher is not None:
+            batcher.close()
 
     def ask(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> Answer:
         question = validate_query(question, top_k, mode)

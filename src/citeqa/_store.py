@@ -16,7 +16,14 @@ Layout of an index directory::
 A generation is written in ``.tmp-*``, fsynced, renamed into ``generations/``
 and only then named in ``CURRENT``: a crash at any point leaves the previous
 generation live and whole. Loading checks every file against the manifest's
-checksums before FAISS or numpy reads it.
+checksums and counts before FAISS or numpy reads it; when the generation named in
+``CURRENT`` fails that check, the newest older generation that passes is served
+instead (with a warning naming the bad file), and when none passes the original
+error is raised. What crashed writers leave behind (``.tmp-*`` folders, temporary
+files, generations newer than ``CURRENT`` that were never made live) is ignored by
+loading and removed by the next writer, or by a load while no writer is at work.
+Folders are renamed out of ``generations/`` before they are deleted, so a crash
+mid-deletion never leaves a half-deleted folder that looks like a generation.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -35,7 +43,12 @@ from typing import Any
 import numpy as np
 
 from ._chunking import ChunkingParams
-from ._exceptions import IndexCorruptError, IndexMismatchError, IndexNotFoundError
+from ._exceptions import (
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexStoreError,
+)
 from ._fsutil import atomic_write_bytes, fsync_dir, fsync_file, sha256_file
 from ._index import FORMAT_VERSION, IndexData, SentenceTable
 from ._lexical import LexicalIndex
@@ -43,6 +56,7 @@ from ._types import Chunk, Document, Span
 
 log = logging.getLogger("citeqa")
 KEEP_GENERATIONS = 2  # the live one and the one before it
+_GENERATION = re.compile(r"[0-9]{6,}-[0-9a-f]+")  # "<generation>-<fingerprint>", see build_index
 
 
 def _rebuild_hint(index_dir: Path) -> str:
@@ -167,25 +181,86 @@ def write_index(index_dir: Path, data: IndexData) -> Path:
             fsync_dir(folder)
         final = generations / data.version
         if final.exists():  # an earlier attempt at this very version: replace it
-            shutil.rmtree(final)
+            _discard(index_dir, final)
         os.rename(tmp, final)
         fsync_dir(generations)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        before: str | None = current_version(index_dir)
+    except IndexStoreError:
+        before = None
     atomic_write_bytes(index_dir / "CURRENT", (data.version + "\n").encode())
-    _prune(index_dir, keep=data.version)
+    _prune(index_dir, keep={data.version} | ({before} if before else set()))
     return final
 
 
-def _prune(index_dir: Path, keep: str) -> None:
-    """Drop leftovers of crashed writes and all but the newest generations."""
-    for tmp in index_dir.glob(".tmp-*"):
-        shutil.rmtree(tmp, ignore_errors=True)
-    generations = sorted((index_dir / "generations").iterdir(), key=lambda p: p.name)
-    old = [g for g in generations if g.name != keep][: -(KEEP_GENERATIONS - 1) or None]
-    for gen in old:
-        shutil.rmtree(gen, ignore_errors=True)
+def _discard(index_dir: Path, folder: Path) -> None:
+    """Delete ``folder``: first renamed to a ``.tmp-*`` name, so a crash mid-way leaves
+    only a leftover, never a half-deleted generation."""
+    trash = index_dir / f".tmp-old-{uuid.uuid4().hex}"
+    try:
+        os.rename(folder, trash)
+    except OSError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _remove_leftovers(index_dir: Path) -> list[Path]:
+    """Temporary folders and files of crashed writes. Call only while holding the lock."""
+    removed = []
+    for path in index_dir.glob(".tmp-*"):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    for path in index_dir.glob(".*.tmp-*"):  # atomic_write_bytes' temporary files
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _prune(index_dir: Path, keep: set[str]) -> None:
+    """Drop leftovers of crashed writes and every generation but ``keep`` (the live one
+    and the one live before it, :data:`KEEP_GENERATIONS`): generations that a crash
+    left unnamed in ``CURRENT`` were never acknowledged and must not become fallbacks."""
+    _remove_leftovers(index_dir)
+    for gen in sorted((index_dir / "generations").iterdir(), key=lambda p: p.name):
+        if gen.name not in keep:
+            _discard(index_dir, gen)
+
+
+def clean_leftovers(index_dir: Path) -> list[Path]:
+    """Remove what crashed writers left behind, unless a writer is at work right now.
+
+    Best effort and non-blocking: a read-only index, or one being written (by this or
+    another process), is left alone. Returns what was removed.
+    """
+    index_dir = Path(index_dir)
+    try:
+        current = current_version(index_dir)
+        fh = open(index_dir / ".lock", "a+")  # noqa: SIM115 - closed below
+    except (OSError, IndexStoreError):
+        return []
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []  # a writer holds the lock: its temporary files are not leftovers
+        try:
+            removed = _remove_leftovers(index_dir)
+            generations = index_dir / "generations"
+            # Written completely but never named in CURRENT: a crash between the two steps.
+            for gen in sorted(generations.iterdir()) if generations.is_dir() else []:
+                if gen.name > current:
+                    _discard(index_dir, gen)
+                    removed.append(gen)
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    if removed:
+        log.info("removed %d leftovers of interrupted index writes in %s", len(removed),
+                 index_dir)
+    return removed
 
 
 def current_version(index_dir: Path) -> str:
@@ -228,6 +303,8 @@ def _check_files(folder: Path, manifest: dict[str, Any], hint: str) -> None:
         raise IndexCorruptError(f"{folder / 'manifest.json'} lists no files; {hint}")
     for rel, meta in files.items():
         path = folder / rel
+        if not isinstance(meta, dict) or rel.startswith("/") or ".." in rel.split("/"):
+            raise IndexCorruptError(f"{folder / 'manifest.json'} lists a bad file {rel!r}; {hint}")
         if not path.is_file():
             raise IndexCorruptError(f"{path} is missing; {hint}")
         if path.stat().st_size != meta.get("bytes") or sha256_file(path) != meta.get("sha256"):
@@ -243,14 +320,57 @@ def _read_jsonl(path: Path, hint: str) -> list[dict[str, Any]]:
 
 
 def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> IndexData:
-    """Load the live generation, verified; ``model`` is what the caller will embed with."""
-    import faiss
+    """Load the live generation, verified; ``model`` is what the caller will embed with.
 
+    When the generation named in ``CURRENT`` is damaged (an ``IndexCorruptError``), the
+    newest older generation that verifies is loaded instead and a warning names the bad
+    file; when none does, the original error is raised. A model or format mismatch is
+    never papered over by a fallback.
+    """
     index_dir = Path(index_dir)
     version = current_version(index_dir)
+    clean_leftovers(index_dir)
+    try:
+        return _load_generation(index_dir, version, model)
+    except IndexCorruptError as exc:
+        if not (index_dir / "generations" / version).is_dir():
+            raise  # CURRENT names no generation at all: the pointer is damaged, not the data
+        for older in _older_generations(index_dir, version):
+            try:
+                data = _load_generation(index_dir, older, model)
+            except IndexStoreError:
+                continue
+            log.warning(
+                "the live index generation %s is damaged: %s -- serving the previous complete "
+                "generation %s instead",
+                version, exc, older,
+            )
+            return data
+        raise
+
+
+def _older_generations(index_dir: Path, version: str) -> list[str]:
+    """Generation names older than ``version``, newest first (names sort by generation)."""
+    try:
+        names = [p.name for p in (index_dir / "generations").iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted((n for n in names if n < version and _GENERATION.fullmatch(n)), reverse=True)
+
+
+def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None) -> IndexData:
+    import faiss
+
     folder = index_dir / "generations" / version
     hint = _rebuild_hint(index_dir)
     manifest = read_manifest(index_dir, version)
+    if manifest.get("format_version") == FORMAT_VERSION and manifest.get(
+        "index_version"
+    ) != version:
+        raise IndexCorruptError(
+            f"{folder / 'manifest.json'} names index version {manifest.get('index_version')!r}, "
+            f"not {version!r}; {hint}"
+        )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise IndexMismatchError(
             f"index at {index_dir} has format {manifest.get('format_version')!r}, this citeqa "

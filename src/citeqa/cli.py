@@ -38,15 +38,19 @@ def _settings() -> Any:
 
 
 def _embedder(settings: Any) -> Any:
-    from ._embedding import SentenceTransformerEmbedder
+    from ._embedding import HashingEmbedder, SentenceTransformerEmbedder
 
+    if settings.embedder == "hashing":  # test-only, never documented for users
+        return HashingEmbedder()
     return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
 
 
 def _model_name(settings: Any) -> str:
     """The name an index records for the configured model, known without loading it."""
-    from ._embedding import BUNDLED_MODEL_NAME
+    from ._embedding import BUNDLED_MODEL_NAME, HashingEmbedder
 
+    if settings.embedder == "hashing":
+        return HashingEmbedder().name
     return BUNDLED_MODEL_NAME if settings.model_path is None else Path(settings.model_path).name
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,12 @@ class Settings(BaseSettings):
     max_ask_body_bytes: int = Field(default=1 << 20, ge=1024)
     #: request body limit for POST /documents, bytes
     max_document_bytes: int = Field(default=10 << 20, ge=1024)
+    #: /ask requests served at once; more are refused at once with 503 and Retry-After
+    max_inflight_asks: int = Field(default=64, ge=1, le=10_000)
+    #: seconds SIGTERM waits for requests in flight before the process exits
+    shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
+    #: test-only: "hashing" serves and indexes with the deterministic HashingEmbedder
+    embedder: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
+from types import FrameType
 from typing import Any
 
 from .._exceptions import CiteqaError, IndexStoreError, InvalidInputError
@@ -65,6 +66,13 @@ def run(settings: Settings) -> None:
             server.should_exit = True
 
     app = create_app(settings, on_load_failure=on_load_failure)
+    service = app.state.service
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            service.draining = True  # new requests get 503; those in flight finish
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -72,9 +80,9 @@ def run(settings: Settings) -> None:
         lifespan="on",
         log_config=_log_config(),
         server_header=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=getattr(settings, "shutdown_grace_s", GRACEFUL_SHUTDOWN_S),
     )
-    server = uvicorn.Server(config)
+    server = Server(config)
     if settings.admin_token:
         log.info("admin endpoints enabled (POST/DELETE /documents)")
     server.run()

@@ -2,7 +2,7 @@
 
 Request path, outermost first::
 
-    SecurityHeaders -> CORS (only with an allow-list) -> BodyLimit -> FastAPI routes
+    SecurityHeaders -> CORS (only with an allow-list) -> LoadShedding -> BodyLimit -> routes
 
 The engine loads in a background thread started by the lifespan, so ``/healthz``
 answers at once while ``/readyz`` (and every route that needs the index) says
@@ -67,6 +67,7 @@ log = logging.getLogger("citeqa.server")
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 5
+SHED_RETRY_AFTER_S = 1  # overload and shutdown: a short wait is enough
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -221,10 +222,64 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+class LoadSheddingMiddleware:
+    """Refuses work the service cannot take now, at once and before reading the body.
+
+    * Over ``max_inflight`` concurrent /ask requests: 503 with ``Retry-After``, instead
+      of queueing without bound for the thread pool (memory and latency stay bounded).
+    * Once a graceful shutdown began (``draining()``): 503 with ``Retry-After`` and
+      ``Connection: close`` for any new request except /healthz, while the requests
+      already in flight finish.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_inflight: int, draining: Callable[[], bool]
+    ) -> None:
+        self.app = app
+        self.max_inflight = max_inflight
+        self.draining = draining
+        self.inflight = 0  # only touched on the event loop: no lock needed
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.draining() and scope["path"] != "/healthz":
+            self.shed += 1
+            response = problem_response(
+                503, "the server is shutting down; retry shortly",
+                headers={"Retry-After": str(SHED_RETRY_AFTER_S), "Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        if scope["path"] != "/ask":
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            self.shed += 1
+            response = problem_response(
+                503,
+                f"the server is answering {self.inflight} questions, its limit; retry shortly",
+                headers={"Retry-After": str(SHED_RETRY_AFTER_S)},
+            )
+            await response(scope, receive, send)
+            return
+        self.inflight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+
+
 # -- the service: engine state shared by the routes -------------------------------------------
 
 
 def default_embedder(settings: Settings) -> Embedder:
+    if getattr(settings, "embedder", None) == "hashing":  # test-only: crash and load tests
+        from .._embedding import HashingEmbedder
+
+        return HashingEmbedder()
     return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
 
 
@@ -246,6 +301,8 @@ class Service:
         self.on_load_failure = on_load_failure
         # Serialises add/delete with reading back the version and chunk count they made.
         self.write_lock = threading.Lock()
+        #: set when a graceful shutdown begins: new requests get 503 while old ones finish
+        self.draining = False
         self.loader: threading.Thread | None = None
 
     def start_loading(self) -> None:
@@ -260,6 +317,7 @@ class Service:
         try:
             current_version(index_dir)  # no index: say so before spending seconds on the model
             engine = Engine.open(index_dir, self.embedder_factory(self.settings))
+            engine.enable_batching()  # concurrent questions share one forward pass
         except Exception as exc:  # reported through /readyz, the log and the hook
             self.load_error = exc
             log.error("cannot load the index at %s: %s", index_dir, exc)
@@ -743,6 +801,11 @@ def create_app(
         return ask_limit  # /ask, and the few bytes any other route might get
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(
+        LoadSheddingMiddleware,
+        max_inflight=getattr(settings, "max_inflight_asks", 64),
+        draining=lambda: service.draining,
+    )
     origins = settings.cors_origin_list()
     if origins:  # closed by default: no CORS headers at all
         app.add_middleware(
