@@ -52,7 +52,7 @@ bench: install index
 	$(PY) bench/run_all.py
 
 audit: install
-	$(VENV)/bin/pip-audit -r requirements.lock --strict
+	$(PY) .ci/audit.py
 
 openapi: install
 	$(PY) -m citeqa.server.openapi > api/openapi.json

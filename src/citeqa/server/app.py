@@ -503,6 +503,8 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
             raise HTTPException(400, "the request body is not valid UTF-8") from None
         except ValueError as exc:
             raise HTTPException(422, f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HTTPException(422, "the body is not valid JSON: nested too deeply") from None
         return _validated(payload), None
     if media_type == "multipart/form-data":
         # max_part_size bounds the small text fields; the file is bounded by the body limit.

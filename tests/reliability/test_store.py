@@ -1,0 +1,164 @@
+"""Recovery in citeqa._store: fallback to the previous complete generation, leftovers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from citeqa import Document, HashingEmbedder, IndexCorruptError, IndexMismatchError
+from citeqa._index import IndexData, build_index, model_info
+from citeqa._store import clean_leftovers, current_version, load_index, write_index, writer_lock
+
+MODEL = model_info(HashingEmbedder())
+
+
+def extra(n: int) -> Document:
+    from citeqa import make_document
+
+    return make_document(f"# Extra {n}\n\nKangaroo number {n} jumps. Wombat {n} digs.",
+                         doc_id=f"extra-{n}")
+
+
+@pytest.fixture(scope="module")
+def two_generations(
+    tmp_path_factory: pytest.TempPathFactory, seed_docs: list[Document]
+) -> tuple[Path, IndexData, IndexData]:
+    index_dir = tmp_path_factory.mktemp("two") / "index"
+    first, _ = build_index([*seed_docs, extra(0)], HashingEmbedder())
+    write_index(index_dir, first)
+    second, _ = build_index([*seed_docs, extra(0), extra(1)], HashingEmbedder(), previous=first)
+    write_index(index_dir, second)
+    return index_dir, first, second
+
+
+@pytest.fixture
+def index(two_generations: tuple[Path, IndexData, IndexData], tmp_path: Path) -> Path:
+    target = tmp_path / "index"
+    shutil.copytree(two_generations[0], target)
+    return target
+
+
+def flip(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    "flip-dense": (lambda f: flip(f / "dense.faiss", -20), "dense.faiss"),
+    "cut-dense": (lambda f: cut(f / "dense.faiss"), "dense.faiss"),
+    "flip-vectors": (lambda f: flip(f / "sentence_vectors.npy", 200), "sentence_vectors.npy"),
+    "cut-chunks": (lambda f: cut(f / "chunks.jsonl"), "chunks.jsonl"),
+    "flip-documents": (lambda f: flip(f / "documents.jsonl", 30), "documents.jsonl"),
+    "no-sentences": (lambda f: (f / "sentences.jsonl").unlink(), "sentences.jsonl"),
+    "no-bm25-file": (lambda f: next((f / "bm25").iterdir()).unlink(), "bm25"),
+    "no-manifest": (lambda f: (f / "manifest.json").unlink(), "manifest.json"),
+    "cut-manifest": (lambda f: cut(f / "manifest.json"), "manifest.json"),
+    "empty-folder": (lambda f: [p.unlink() for p in f.rglob("*") if p.is_file()], "manifest.json"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_damaged_live_generation_falls_back_to_the_previous_one(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData], name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, first, second = two_generations
+    damage, file_name = DAMAGE[name]
+    damage(index / "generations" / second.version)
+    with caplog.at_level(logging.WARNING, logger="citeqa"):
+        loaded = load_index(index, model=MODEL)
+    # The whole previous generation: its documents, and vectors that agree with them.
+    assert loaded.version == first.version
+    assert loaded.documents == first.documents
+    assert loaded.dense.ntotal == len(loaded.chunks) == len(first.chunks)
+    assert len(loaded.sentences.vectors) == len(loaded.sentences.doc_ids)
+    warning = caplog.text
+    assert file_name in warning and second.version in warning and first.version in warning
+    assert current_version(index) == second.version  # loading never rewrites CURRENT
+
+
+@pytest.mark.parametrize("name", ["flip-dense", "cut-chunks", "no-manifest"])
+def test_when_no_generation_verifies_the_original_error_is_raised(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData], name: str
+) -> None:
+    _, first, second = two_generations
+    damage, file_name = DAMAGE[name]
+    damage(index / "generations" / second.version)
+    flip(index / "generations" / first.version / "chunks.jsonl", 5)
+    with pytest.raises(IndexCorruptError, match=re.escape(file_name)) as exc:
+        load_index(index, model=MODEL)
+    assert second.version in str(exc.value)  # it names the live generation's file
+
+
+def test_a_model_mismatch_never_falls_back(index: Path) -> None:
+    other = model_info(HashingEmbedder(dimension=64, name="other"))
+    with pytest.raises(IndexMismatchError):
+        load_index(index, model=other)
+
+
+def test_a_generation_newer_than_current_is_never_a_fallback(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData]
+) -> None:
+    # A crash after the rename, before CURRENT moved: the new folder was never acknowledged.
+    _, first, second = two_generations
+    (index / "CURRENT").write_text(first.version + "\n")
+    flip(index / "generations" / first.version / "dense.faiss", -20)
+    with pytest.raises(IndexCorruptError, match="dense.faiss"):
+        load_index(index, model=MODEL)
+
+
+def test_manifest_of_another_generation_is_refused(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData]
+) -> None:
+    _, first, second = two_generations
+    gens = index / "generations"
+    shutil.copy(gens / first.version / "manifest.json", gens / second.version / "manifest.json")
+    loaded = load_index(index, model=MODEL)  # second's manifest is wrong: fall back
+    assert loaded.version == first.version
+
+
+def test_leftovers_are_cleaned_on_load_but_not_under_a_writer(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData]
+) -> None:
+    _, first, second = two_generations
+    tmp_dir = index / ".tmp-crashed"
+    (tmp_dir / "bm25").mkdir(parents=True)
+    (tmp_dir / "chunks.jsonl").write_text("half a line")
+    tmp_file = index / ".CURRENT.tmp-12345"
+    tmp_file.write_text("0000")
+    orphan = index / "generations" / "000009-abcdef"  # renamed in, CURRENT never moved
+    shutil.copytree(index / "generations" / second.version, orphan)
+
+    with writer_lock(index):  # a writer at work: its temporary files are not leftovers
+        assert clean_leftovers(index) == []
+        assert load_index(index).version == second.version
+        assert tmp_dir.exists() and tmp_file.exists() and orphan.exists()
+    assert load_index(index).version == second.version
+    assert not tmp_dir.exists() and not tmp_file.exists() and not orphan.exists()
+    assert sorted(p.name for p in (index / "generations").iterdir()) == sorted(
+        [first.version, second.version]
+    )
+
+
+def test_prune_keeps_the_previous_live_generation_not_an_orphan(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData], seed_docs: list[Document]
+) -> None:
+    _, first, second = two_generations
+    orphan = index / "generations" / "000003-ffffffffffff"  # sorts after any real 000003-*
+    shutil.copytree(index / "generations" / second.version, orphan)
+    third, _ = build_index([*seed_docs, extra(2)], HashingEmbedder(), previous=second)
+    # Write without a load in between, so only the writer's prune can remove the orphan.
+    write_index(index, third)
+    kept = sorted(p.name for p in (index / "generations").iterdir())
+    assert kept == sorted([second.version, third.version])
+    assert not list(index.glob(".tmp-*"))
