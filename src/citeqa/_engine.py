@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from ._exceptions import (
     DocumentError,
     DocumentNotFoundError,
     IndexNotFoundError,
+    IndexStoreError,
     InvalidInputError,
 )
 from ._fsutil import atomic_write_json
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from ._batching import MicroBatcher
 
 CALIBRATION_FILE = "calibration.json"
+log = logging.getLogger("citeqa")
 
 
 def validate_query(question: str, top_k: int, mode: str) -> str:
@@ -131,9 +134,9 @@ def _load_previous(index_dir: Path, embedder: Embedder) -> IndexData | None:
         return load_index(index_dir, model=model_info(embedder))
     except IndexNotFoundError:
         return None
-    except DocumentError:
-        raise
-    except Exception:  # noqa: BLE001 - a broken or foreign index is rebuilt from scratch
+    except IndexStoreError as exc:
+        # Another model, format or a damaged index: rebuild from scratch beside it.
+        log.warning("not reusing the index at %s: %s", index_dir, exc)
         return None
 
 

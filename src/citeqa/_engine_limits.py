@@ -1,5 +1,7 @@
 """Query limits, in a module light enough for ``citeqa --help`` to import."""
 
+from typing import Literal
+
 MAX_QUESTION_CHARS = 2000
 MAX_TOP_K = 20
-MODES = ("hybrid", "dense", "lexical")
+MODES: tuple[Literal["hybrid", "dense", "lexical"], ...] = ("hybrid", "dense", "lexical")

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
+from ._engine_limits import MODES as _MODES
+
 Mode = Literal["hybrid", "dense", "lexical"]
-MODES: tuple[Mode, ...] = ("hybrid", "dense", "lexical")  # same as _engine_limits.MODES
+MODES: tuple[Mode, ...] = _MODES
 
 
 def sha256_text(text: str) -> str:
