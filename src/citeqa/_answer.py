@@ -192,14 +192,22 @@ class Answerer:
 
     # -- summarising -----------------------------------------------------------------------
 
-    def _lexical_match(self, q_terms: list[str], row: int) -> float:
+    @cached_property
+    def _max_idf(self) -> float:
+        return max(self._idf.values(), default=1.0)
+
+    def _term_weights(self, q_terms: list[str]) -> list[tuple[str, float]]:
+        """Each question term with its share of the question's IDF mass.
+
+        A term the corpus lacks weighs as much as its rarest term."""
+        weights = [(t, self._idf.get(t, self._max_idf)) for t in q_terms]
+        total = sum(w for _, w in weights)
+        return [(t, w / total) for t, w in weights] if total > 0 else []
+
+    def _lexical_match(self, weights: list[tuple[str, float]], row: int) -> float:
         """IDF-weighted share of the question's terms that the sentence contains."""
-        if not q_terms:
-            return 0.0
         have = self._terms_of_sentence(row)
-        weights = [self._idf.get(t, max(self._idf.values(), default=1.0)) for t in q_terms]
-        total = sum(weights)
-        return sum(w for t, w in zip(q_terms, weights, strict=True) if t in have) / total
+        return sum(w for t, w in weights if t in have)
 
     def _known(self, term: str) -> bool:
         """Whether the corpus has the term, or a longer or shorter form of it
@@ -271,11 +279,12 @@ class Answerer:
                 for cid, (row, _, _) in enumerate(hits, start=1)
             }
             q_numbers = {t for t in q_terms if t[0].isdigit()}
+            q_weights = self._term_weights(q_terms)
             sent_docs = index.sentences.doc_ids
 
             def match(row: int) -> float:
                 return float(sentence_sims[row]) + p.lexical_weight * self._lexical_match(
-                    q_terms, row
+                    q_weights, row
                 )
 
             for i, srow in enumerate(rows):

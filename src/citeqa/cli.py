@@ -38,11 +38,7 @@ def _settings() -> Any:
 
 
 def _embedder(settings: Any) -> Any:
-    from ._embedding import HashingEmbedder, SentenceTransformerEmbedder
-
-    if settings.embedder == "hashing":  # test-only, never documented for users
-        return HashingEmbedder()
-    return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
+    return settings.make_embedder()
 
 
 def _model_name(settings: Any) -> str:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ._embedding import Embedder
 
 
 class Settings(BaseSettings):
@@ -34,13 +37,33 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0, le=600)
     #: test-only: "hashing" serves and indexes with the deterministic HashingEmbedder
     embedder: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
+    #: how the model runs: "onnx" (ONNX Runtime, exported once from the model) or "torch".
+    #: Both give the same vectors (cosine >= 0.999); onnx is about twice as fast here and
+    #: starts without importing torch (bench/RESULTS.md)
+    backend: Literal["onnx", "torch"] = "onnx"
+    #: where the ONNX export is kept; empty means ~/.cache/citeqa/onnx
+    onnx_dir: Path | None = None
+    #: micro-batching of concurrent questions: at most this many per forward pass...
+    batch_max: int = Field(default=32, ge=1, le=1024)
+    #: ...gathered for at most this long once a second question is waiting
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
-    @field_validator("model_path", mode="before")
+    @field_validator("model_path", "onnx_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
+
+    def make_embedder(self) -> Embedder:
+        """The embedder these settings describe (loads the model)."""
+        from ._embedding import HashingEmbedder, make_embedder
+
+        if self.embedder == "hashing":  # test-only, never documented for users
+            return HashingEmbedder()
+        return make_embedder(
+            self.backend, self.model_path, threads=self.threads or None, onnx_dir=self.onnx_dir
+        )
 
     def corpus_paths(self) -> list[str]:
         return [p.strip() for p in self.corpus.split(",") if p.strip()]

@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._documents import detect_title, make_document, validate_doc_id
-from .._embedding import Embedder, SentenceTransformerEmbedder
+from .._embedding import Embedder
 from .._engine import Engine
 from .._exceptions import (
     CiteqaError,
@@ -276,11 +276,7 @@ class LoadSheddingMiddleware:
 
 
 def default_embedder(settings: Settings) -> Embedder:
-    if getattr(settings, "embedder", None) == "hashing":  # test-only: crash and load tests
-        from .._embedding import HashingEmbedder
-
-        return HashingEmbedder()
-    return SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
+    return settings.make_embedder()
 
 
 class Service:
@@ -317,7 +313,8 @@ class Service:
         try:
             current_version(index_dir)  # no index: say so before spending seconds on the model
             engine = Engine.open(index_dir, self.embedder_factory(self.settings))
-            engine.enable_batching()  # concurrent questions share one forward pass
+            # Concurrent questions share one forward pass.
+            engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
         except Exception as exc:  # reported through /readyz, the log and the hook
             self.load_error = exc
             log.error("cannot load the index at %s: %s", index_dir, exc)

@@ -1,0 +1,80 @@
+"""Embedders: the base class batching, the factory, and the ONNX backend against torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citeqa import HashingEmbedder
+from citeqa._embedding import BUNDLED_MODEL_NAME, make_embedder
+from citeqa._exceptions import InvalidInputError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_embed_batches_and_matches_embed_batch() -> None:
+    embedder = HashingEmbedder(dimension=32)
+    texts = [f"text {i}" for i in range(10)]
+    ticks: list[int] = []
+    vectors = embedder.embed(texts, batch_size=4, progress=ticks.append)
+    assert ticks == [4, 4, 2] and embedder.calls == 3
+    np.testing.assert_array_equal(vectors, HashingEmbedder(dimension=32).embed_batch(texts))
+
+
+def test_unknown_backend_is_rejected_with_the_value() -> None:
+    with pytest.raises(InvalidInputError, match="backend must be one of torch, onnx, got 'tpu'"):
+        make_embedder("tpu")
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    from citeqa._embedding import OnnxEmbedder
+
+    return OnnxEmbedder(cache_dir=tmp_path_factory.mktemp("onnx"))
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_onnx_matches_torch_and_reports_the_same_model(onnx_embedder, real_embedder) -> None:  # type: ignore[no-untyped-def]
+    from citeqa._index import model_info
+
+    assert model_info(onnx_embedder) == model_info(real_embedder)
+    assert onnx_embedder.name == BUNDLED_MODEL_NAME
+    with open(REPO / "tests" / "questions.jsonl", encoding="utf-8") as fh:
+        texts = [json.loads(line)["question"] for line in fh][:30]
+    seed = next((REPO / "seeds").glob("*.txt")).read_text(encoding="utf-8")
+    texts += [seed[:4000], "x", " "]  # one longer than max_seq_length: truncation agrees
+    a, b = onnx_embedder.embed_batch(texts), real_embedder.embed_batch(texts)
+    assert a.shape == b.shape and a.dtype == np.float32
+    assert float((a * b).sum(axis=1).min()) >= 0.999
+    assert [onnx_embedder.count_tokens(t) for t in texts] == [
+        real_embedder.count_tokens(t) for t in texts
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_index_built_with_torch_serves_with_onnx_same_top5(  # type: ignore[no-untyped-def]
+    onnx_embedder, real_engine
+) -> None:
+    from citeqa import Engine
+
+    onnx_engine = Engine(real_engine.index, onnx_embedder)
+    with open(REPO / "tests" / "questions.jsonl", encoding="utf-8") as fh:
+        questions = [json.loads(line)["question"] for line in fh]
+    for q in questions:
+        torch_ids = [c.chunk_id for c in real_engine.ask(q, top_k=5).citations]
+        onnx_ids = [c.chunk_id for c in onnx_engine.ask(q, top_k=5).citations]
+        assert onnx_ids == torch_ids, q
+
+
+def test_onnx_without_an_export_says_what_to_do(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from citeqa._embedding import OnnxEmbedder
+
+    with pytest.raises(InvalidInputError, match="run citeqa index once"):
+        OnnxEmbedder(cache_dir=tmp_path, export=False)
