@@ -37,6 +37,7 @@ class Watch:
     page: Page
     dialogs: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,7 @@ def watch(browser: Browser, live_server: LiveServer) -> Iterator[Watch]:
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
+    page.on("request", lambda request: watch.requests.append(request.url))
     page.on("pageerror", lambda error: watch.problems.append(f"pageerror: {error}"))
     page.on(
         "console",
@@ -149,4 +151,8 @@ def test_hostile_document_is_shown_as_text(watch: Watch, live_server: LiveServer
     assert watch.dialogs == []
     # Not even a blocked attempt: a CSP violation would show as a console error.
     assert watch.problems == []
+    # No request left the server's origin, and the hostile <img src=x> fetched nothing.
+    stray = [u for u in watch.requests if not u.startswith(live_server.url + "/")]
+    assert stray == []
+    assert not [u for u in watch.requests if u.rstrip("/").endswith("/x")]
 
