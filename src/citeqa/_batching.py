@@ -107,32 +107,24 @@ class MicroBatcher:
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
         """``first`` plus whatever arrives within the wait; True if a stop was seen."""
         batch = [first]
-        # Take everything already waiting, without waiting.
+        deadline: float | None = None  # set once the queue runs dry with company waiting
         while len(batch) < self.max_batch:
             try:
-                item = self._queue.get_nowait()
+                if deadline is None:
+                    item = self._queue.get_nowait()
+                else:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
             except queue.Empty:
-                break
+                # Only a batch that already has company waits for more: a lone request
+                # (the single-client case) is encoded at once, so its latency is unchanged.
+                if deadline is not None or len(batch) == 1 or self.max_wait_s <= 0:
+                    break
+                deadline = time.perf_counter() + self.max_wait_s
+                continue
             if item is _STOP:
                 return batch, True
             assert isinstance(item, _Request)
             batch.append(item)
-        # Only a batch that already has company waits for more: a lone request
-        # (the single-client case) is encoded at once, so its latency is unchanged.
-        if len(batch) > 1 and self.max_wait_s > 0:
-            deadline = time.perf_counter() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    item = self._queue.get(timeout=remaining)
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    return batch, True
-                assert isinstance(item, _Request)
-                batch.append(item)
         return batch, False
 
     def _run(self) -> None:
