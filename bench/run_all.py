@@ -5,6 +5,7 @@ Benchmarks never pass or fail anything; a failing script is reported and the res
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +17,26 @@ SCRIPTS = [
     ["throughput.py"],
     ["throughput.py", "--threads", "1"],
     ["cold_start.py"],
+    ["indexing.py"],
+    ["memory.py"],
+    ["faiss_index.py"],
 ]
+# ``--scale``: the Python-manuals corpus first (hours at 20,000 chunks on 2 cores;
+# ``--scale-chunks`` picks the size), then the scripts that read its results, then the chart.
+SCALE = [["scale.py"], ["memory.py"], ["faiss_index.py"], ["scale_chart.py"]]
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", action="store_true", help="only the scale benchmarks")
+    parser.add_argument("--scale-chunks", type=int, default=20_000)
+    opts = parser.parse_args()
+    scripts = SCRIPTS
+    if opts.scale:
+        scripts = [s + (["--chunks", str(opts.scale_chunks)] if s[0] == "scale.py" else [])
+                   for s in SCALE]
     failed = []
-    for script, *args in SCRIPTS:
+    for script, *args in scripts:
         print(f"== {script} {' '.join(args)}", flush=True)
         done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=BENCH.parent)
         if done.returncode != 0:
