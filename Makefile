@@ -11,7 +11,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index serve test test-fast lint typecheck bench audit openapi clean browser-deps
+.PHONY: install index serve test test-fast lint typecheck bench bench-scale audit openapi clean browser-deps
 
 install: $(VENV)/.installed
 
@@ -50,6 +50,10 @@ lint: install
 
 bench: install index
 	$(PY) bench/run_all.py
+
+# Indexes 20,000 chunks of Debian's Python manuals (apt-get install python3.11-doc): hours here.
+bench-scale: install
+	$(PY) bench/run_all.py --scale --scale-chunks 20000
 
 audit: install
 	$(PY) .ci/audit.py

@@ -18,6 +18,8 @@ from ._lexical import terms
 from ._types import Answer, AnswerSentence, Citation, Mode
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
+#: chunks the dense retriever takes from FAISS before their sentences lift them
+DENSE_CANDIDATES = 64
 ABSTAIN_TEXT = "The documents do not answer this question."
 
 
@@ -93,6 +95,26 @@ def _proper_terms(question: str) -> set[str]:
     return out
 
 
+class _SentenceSims:
+    """Cosines of one question with the sentences asked about, each computed once."""
+
+    def __init__(self, vectors: np.ndarray, query_vector: np.ndarray) -> None:
+        self._vectors = vectors
+        self._query = query_vector
+        self._cache: dict[int, float] = {}
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        keys = rows.tolist()
+        missing = [r for r in keys if r not in self._cache]
+        if missing:
+            values = self._vectors[missing] @ self._query
+            self._cache.update(zip(missing, values.tolist(), strict=True))
+        return np.asarray([self._cache[r] for r in keys], dtype=np.float32)
+
+    def one(self, row: int) -> float:
+        return float(self.of(np.asarray([row]))[0])
+
+
 class Answerer:
     """Answers questions from one immutable index generation."""
 
@@ -101,14 +123,6 @@ class Answerer:
         self.params = params or SummaryParams()
         self._sentence_terms: dict[int, frozenset[str]] = {}
         self._chunk_vectors = index.chunk_vectors()
-        # Flattened chunk → sentence rows, for a per-chunk max in one numpy call.
-        sizes = [len(r) for r in index.chunk_sentence_rows]
-        self._flat_rows = (
-            np.concatenate(index.chunk_sentence_rows).astype(np.int64)
-            if sizes and sum(sizes)
-            else np.zeros(0, dtype=np.int64)
-        )
-        self._offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
 
     @cached_property
     def _idf(self) -> dict[str, float]:
@@ -127,26 +141,33 @@ class Answerer:
 
     # -- retrieval -------------------------------------------------------------------------
 
-    def _sentence_similarity(self, query_vector: np.ndarray) -> np.ndarray:
-        return self.index.sentences.vectors @ query_vector
-
-    def _dense_scores(self, query_vector: np.ndarray, sentence_sims: np.ndarray) -> np.ndarray:
-        """Per chunk: the better of the chunk's own cosine and its best sentence's.
+    def _dense(
+        self, query_vector: np.ndarray, sims: _SentenceSims, depth: int
+    ) -> list[tuple[int, float]]:
+        """The ``depth`` best chunks by the better of their own cosine and their best
+        sentence's, best first.
 
         A short question matches a sentence more sharply than a 200-token
-        passage, so the best sentence lifts the passage that holds it.
+        passage, so the best sentence lifts the passage that holds it. Only the
+        sentences of the candidate chunks are scored, so the cost does not grow
+        with the corpus.
         """
-        index = self.index
-        n = len(index.chunks)
-        best = np.full(n, -1.0, dtype=np.float32)
-        if len(self._flat_rows):
-            best = np.maximum.reduceat(sentence_sims[self._flat_rows], self._offsets)
-        depth = min(n, 64)
-        scores, ids = index.dense.search(query_vector.reshape(1, -1), depth)
-        for i, score in zip(ids[0], scores[0], strict=True):
-            if i >= 0:
-                best[i] = max(best[i], score)
-        return best
+        scores, ids = self.index.dense.search(query_vector.reshape(1, -1), depth)
+        found = ids[0] >= 0
+        chunks, own = ids[0][found], scores[0][found]
+        if not len(chunks):
+            return []
+        rows = [self.index.chunk_sentence_rows[int(c)] for c in chunks]
+        sizes = np.asarray([len(r) for r in rows])
+        best = own.astype(np.float32)
+        if sizes.sum():
+            # One product for all candidates' sentences, then a max per chunk.
+            flat = sims.of(np.concatenate(rows))
+            nonempty = sizes > 0
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[nonempty]
+            best[nonempty] = np.maximum(best[nonempty], np.maximum.reduceat(flat, starts))
+        order = sorted(range(len(chunks)), key=lambda i: (-best[i], int(chunks[i])))
+        return [(int(chunks[i]), float(best[i])) for i in order]
 
     def retrieve(
         self,
@@ -154,7 +175,7 @@ class Answerer:
         query_vector: np.ndarray,
         top_k: int,
         mode: Mode,
-        sentence_sims: np.ndarray | None = None,
+        sims: _SentenceSims | None = None,
     ) -> list[tuple[int, float, dict[str, int]]]:
         """(chunk row, score, {retriever: rank}) best first, at most ``top_k``."""
         n = len(self.index.chunks)
@@ -164,11 +185,9 @@ class Answerer:
         dense: list[tuple[int, float]] = []
         lexical: list[tuple[int, float]] = []
         if mode in ("hybrid", "dense"):
-            if sentence_sims is None:
-                sentence_sims = self._sentence_similarity(query_vector)
-            dense_scores = self._dense_scores(query_vector, sentence_sims)
-            order = np.argsort(-dense_scores, kind="stable")[:depth]
-            dense = [(int(i), float(dense_scores[i])) for i in order]
+            if sims is None:
+                sims = _SentenceSims(self.index.sentences.vectors, query_vector)
+            dense = self._dense(query_vector, sims, max(depth, min(n, DENSE_CANDIDATES)))[:depth]
         if mode in ("hybrid", "lexical"):
             bm25 = self.index.lexical.scores(question)
             order = np.argsort(-bm25, kind="stable")[:depth]
@@ -244,8 +263,8 @@ class Answerer:
         """Citations, candidate sentence rows, their scores, row → citation id, evidence."""
         p = self.params
         index = self.index
-        sentence_sims = self._sentence_similarity(query_vector)
-        hits = self.retrieve(question, query_vector, top_k, mode, sentence_sims)
+        sims = _SentenceSims(index.sentences.vectors, query_vector)
+        hits = self.retrieve(question, query_vector, top_k, mode, sims)
         citations = []
         for cid, (row, score, ranks) in enumerate(hits, start=1):
             chunk = index.chunks[row]
@@ -283,7 +302,7 @@ class Answerer:
             sent_docs = index.sentences.doc_ids
 
             def match(row: int) -> float:
-                return float(sentence_sims[row]) + p.lexical_weight * self._lexical_match(
+                return sims.one(row) + p.lexical_weight * self._lexical_match(
                     q_weights, row
                 )
 
@@ -308,7 +327,7 @@ class Answerer:
         evidence = float("-inf")
         if len(rows):
             names = min(self._missing_names(question), 2)
-            evidence = float(sentence_sims[rows].max()) - p.missing_name_penalty * names
+            evidence = float(sims.of(rows).max()) - p.missing_name_penalty * names
         return citations, rows, scores, cite_of, evidence
 
     def evidence_score(
