@@ -694,13 +694,14 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
     ("latency p95 ms", "latency_p95_ms", "{:.1f}"),
     ("verbatim violations", "verbatim_violations", "{}"),
 )
+#: (MetricSet attribute, heading) of the per-kind tables, terminal and HTML alike
 KIND_COLUMNS = (
-    "recall_at_1",
-    "recall_at_5",
-    "mrr_at_10",
-    "accuracy",
-    "abstention_recall",
-    "false_abstention_rate",
+    ("recall_at_1", "recall@1"),
+    ("recall_at_5", "recall@5"),
+    ("mrr_at_10", "MRR@10"),
+    ("accuracy", "accuracy"),
+    ("abstention_recall", "abstain"),
+    ("false_abstention_rate", "false abst."),
 )
 
 
@@ -735,22 +736,11 @@ def render_table(report: EvalReport) -> str:
     for label, name, spec in METRIC_ROWS:
         rows.append([label, *(fmt(getattr(report.modes[m].overall, name), spec) for m in modes)])
     lines += [_grid(rows), "", "per kind"]
-    kind_rows = [
-        [
-            "mode",
-            "kind",
-            "n",
-            "recall@1",
-            "recall@5",
-            "MRR@10",
-            "accuracy",
-            "abstain",
-            "false abst.",
-        ]
-    ]
+    kind_rows = [["mode", "kind", "n", *(head for _, head in KIND_COLUMNS)]]
     for m in modes:
         for kind, ms in report.modes[m].by_kind.items():
-            kind_rows.append([m, kind, str(ms.n), *(fmt(getattr(ms, c)) for c in KIND_COLUMNS)])
+            cells = (fmt(getattr(ms, attr)) for attr, _ in KIND_COLUMNS)
+            kind_rows.append([m, kind, str(ms.n), *cells])
     lines.append(_grid(kind_rows))
     lines.append("")
     lines.append(

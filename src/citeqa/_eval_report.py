@@ -172,21 +172,13 @@ def _metric_table(report: EvalReport) -> str:
 def _kind_table(report: EvalReport) -> str:
     from ._eval import KIND_COLUMNS, fmt
 
-    heads = [
-        "mode",
-        "kind",
-        "n",
-        "recall@1",
-        "recall@5",
-        "MRR@10",
-        "accuracy",
-        "abstention recall",
-        "false abstention",
-    ]
+    heads = ["mode", "kind", "n", *(head for _, head in KIND_COLUMNS)]
     rows = []
     for mode, m in report.modes.items():
         for kind, ms in m.by_kind.items():
-            cells = "".join(f'<td class="n">{_e(fmt(getattr(ms, c)))}</td>' for c in KIND_COLUMNS)
+            cells = "".join(
+                f'<td class="n">{_e(fmt(getattr(ms, attr)))}</td>' for attr, _ in KIND_COLUMNS
+            )
             rows.append(
                 f'<tr><td>{_e(mode)}</td><td>{_e(kind)}</td><td class="n">{ms.n}</td>{cells}</tr>'
             )
