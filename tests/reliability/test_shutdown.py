@@ -14,7 +14,9 @@ from .conftest import ADMIN_TOKEN, Served, docs_on_disk, start_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-GRACE_S = 3.0
+# Long enough for the in-flight write to finish on a loaded 2-core CI machine (about 2 s
+# when quiet); the test still checks that the exit comes right after it.
+GRACE_S = 15.0
 
 
 def test_sigterm_lets_requests_in_flight_finish(serve: Any) -> None:
