@@ -51,7 +51,8 @@ lint: install
 bench: install index
 	$(PY) bench/run_all.py
 
-# Indexes 20,000 chunks of Debian's Python manuals (apt-get install python3.11-doc): hours here.
+# Indexes 20,000 chunks of Debian's Python and PostgreSQL manuals
+# (apt-get install python3.11-doc postgresql-doc-15): about an hour here.
 bench-scale: install
 	$(PY) bench/run_all.py --scale --scale-chunks 20000
 

@@ -1,4 +1,4 @@
-"""Scale: index a real corpus (Debian's Python 3.11 manuals); build, disk, memory, queries.
+"""Scale: index real manuals (Debian's Python, PostgreSQL): build, disk, memory, queries.
 
 Picks pages (shuffled with a fixed seed) until they hold ``--chunks`` chunks at the
 default ``ChunkingParams``, copies them to ``bench/.work/pydocs/corpus-<n>/``, builds
@@ -9,7 +9,7 @@ titles (against bare ``embed_batch([q])`` in the same run), and the resident set
 real server after start and after those questions. Figures go to RESULTS.md and to
 ``bench/results/scale.json`` (one entry per corpus size) for ``scale_chart.py``.
 
-Needs ``apt-get install -y python3.11-doc`` and ``pip install html2text``.
+Needs ``apt-get install -y python3.11-doc postgresql-doc-15`` and ``pip install html2text``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,8 @@ def main() -> None:
 
     per_k = disk / stats.chunks * 1000 / 1e6
     lines = [
-        f"Corpus: {stats.documents} pages of Debian's python3.11-doc manuals (html2text), "
+        f"Corpus: {stats.documents} pages of Debian's python3.11-doc and postgresql-doc-15 "
+        "manuals (html2text), "
         f"{dir_bytes(corpus) / 1e6:.1f} MB of text; default `ChunkingParams`, ONNX encoder, "
         f"load average when measuring: {load}.",
         "",

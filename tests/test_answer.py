@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
-from citeqa._answer import _expected_type
+from citeqa._answer import _expected_type, _has_type
 
 MODES = ("hybrid", "dense", "lexical")
 MISSING = "How many disappeared and missing people does the Mexican government recognize?"
@@ -127,3 +127,55 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
 )
 def test_expected_answer_type(question: str, kind: str | None) -> None:
     assert _expected_type(question) == kind
+
+
+# -- fusion, reranking, names and answer types -----------------------------------------------
+
+
+def test_fusion_keeps_a_clear_dense_winner_without_lexical_hits(engine: Engine) -> None:
+    """A paraphrase shares no word with its passage: stray lexical hits elsewhere must
+    not bury the dense side's clear first choice (reciprocal rank fusion did)."""
+    answerer = engine._answerer
+    weight = answerer.params.lexical_fusion_weight
+    dense = [(1, 0.70), (2, 0.70 - weight - 0.01), (3, 0.40)]
+    lexical = [(2, 9.0), (3, 4.5), (4, 1.0)]
+    fused = answerer._fuse(dense, lexical)
+    assert [row for row, _ in fused][:2] == [1, 2]
+    scores = dict(fused)
+    assert scores[3] == pytest.approx(0.40 + weight * 0.5)
+    # a lexical-only hit gets the dense floor
+    assert scores[4] == pytest.approx(0.40 + weight * 1.0 / 9.0)
+    assert answerer._fuse([], lexical) == lexical and answerer._fuse(dense, []) == dense
+
+
+def test_citations_are_ordered_by_their_best_sentence(engine: Engine) -> None:
+    never = engine.with_summary(SummaryParams(abstain_threshold=-100.0))
+    for question in (MISSING, "asylum in Mexico", "Harris Guatemala visit", "border crackdowns"):
+        answer = never.ask(question, top_k=10)
+        assert [c.id for c in answer.citations] == list(range(1, len(answer.citations) + 1))
+        scores = [c.score for c in answer.citations]
+        assert scores == sorted(scores, reverse=True)
+        best = max(answer.sentences, key=lambda s: s.score)
+        assert best.citation == 1  # the answer's best sentence comes from passage [1]
+        assert best.score == answer.citations[0].score
+
+
+def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
+    answerer = engine._answerer
+    assert answerer._missing_names("What did Washington promise the region?") == 0  # "U.S."
+    assert answerer._missing_names("What did Havana promise the region?") == 1  # no Cuba
+    assert answerer._missing_names("What did Narnia promise the region?") == 1
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("began a five-day trip", True),
+        ("thousands of disappeared migrants", True),
+        ("over 88,700 people", True),
+        ("a long trip to the region", False),
+        ("someone went there", False),
+    ],
+)
+def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
+    assert _has_type(text, "number") is expected

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, replace
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -17,7 +17,6 @@ from ._index import IndexData
 from ._lexical import terms
 from ._types import Answer, AnswerSentence, Citation, Mode
 
-RRF_K = 60  # the usual reciprocal-rank-fusion constant (Cormack et al., 2009)
 #: chunks the dense retriever takes from FAISS before their sentences lift them
 DENSE_CANDIDATES = 64
 ABSTAIN_TEXT = "The documents do not answer this question."
@@ -27,8 +26,8 @@ ABSTAIN_TEXT = "The documents do not answer this question."
 class SummaryParams:
     """How answers are chosen. Defaults were picked on tests/questions.jsonl (README)."""
 
-    #: weight of the BM25 ranking against the dense one in reciprocal rank fusion
-    lexical_fusion_weight: float = 0.3
+    #: weight of the BM25 score (scaled to the best) added to the dense cosine
+    lexical_fusion_weight: float = 0.15
     max_sentences: int = 3
     #: word budget for further sentences (the first is always kept)
     max_words: int = 60
@@ -63,6 +62,42 @@ _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+")
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
 
 
+#: Seats of government that stand for their country ("Washington announced ..."):
+#: such a name is known when the corpus names the country.
+_METONYMS = {
+    "Washington": ("U.S.", "United States", "America"),
+    "Ottawa": ("Canada",),
+    "Tegucigalpa": ("Honduras",),
+    "San Salvador": ("El Salvador",),
+    "Managua": ("Nicaragua",),
+    "San José": ("Costa Rica",),
+    "Havana": ("Cuba",),
+    "Caracas": ("Venezuela",),
+    "Bogotá": ("Colombia",),
+    "Bogota": ("Colombia",),
+    "Quito": ("Ecuador",),
+    "Lima": ("Peru",),
+    "Brasília": ("Brazil",),
+    "Brasilia": ("Brazil",),
+    "Buenos Aires": ("Argentina",),
+    "Santiago": ("Chile",),
+    "London": ("United Kingdom", "Britain"),
+    "Brussels": ("European Union", "EU"),
+    "Beijing": ("China",),
+    "Moscow": ("Russia",),
+    "Tokyo": ("Japan",),
+    "Madrid": ("Spain",),
+    "Paris": ("France",),
+    "Berlin": ("Germany",),
+}
+
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
+    "forty fifty hundred hundreds thousand thousands million millions billion billions "
+    "dozen dozens half".split()
+)
+
+
 def _expected_type(question: str) -> str | None:
     """The kind of answer a question asks for, when its form says so."""
     q = question.lower()
@@ -77,7 +112,9 @@ def _expected_type(question: str) -> str | None:
 
 def _has_type(text: str, kind: str) -> bool:
     if kind == "number":
-        return bool(_NUMBER.search(text))
+        return bool(_NUMBER.search(text)) or any(
+            w in _NUMBER_WORDS for w in re.findall(r"[a-z]+", text.lower())
+        )
     if kind == "date":
         return bool(_DATE.search(text))
     return bool(_NAME.search(text))
@@ -92,6 +129,16 @@ def _proper_terms(question: str) -> set[str]:
         if word == first:
             continue
         out.update(terms(word))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _metonym_terms() -> dict[str, tuple[str, ...]]:
+    """``_METONYMS`` keyed by each term of the place name, as questions are read."""
+    out: dict[str, tuple[str, ...]] = {}
+    for place, countries in _METONYMS.items():
+        for term in terms(place):
+            out[term] = out.get(term, ()) + countries
     return out
 
 
@@ -122,6 +169,7 @@ class Answerer:
         self.index = index
         self.params = params or SummaryParams()
         self._sentence_terms: dict[int, frozenset[str]] = {}
+        self._types: dict[tuple[int, str], bool] = {}
         self._chunk_vectors = index.chunk_vectors()
 
     @cached_property
@@ -201,13 +249,31 @@ class Answerer:
         elif mode == "lexical":
             scored = lexical
         else:
-            weight = {"dense": 1.0, "lexical": self.params.lexical_fusion_weight}
-            fused = {
-                row: sum(weight[name] / (RRF_K + r) for name, r in rr.items())
-                for row, rr in ranks.items()
-            }
-            scored = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
+            scored = self._fuse(dense, lexical)
         return [(row, score, ranks[row]) for row, score in scored[:top_k]]
+
+    def _fuse(
+        self, dense: list[tuple[int, float]], lexical: list[tuple[int, float]]
+    ) -> list[tuple[int, float]]:
+        """Convex combination of the dense cosine and the BM25 score scaled to the best.
+
+        Scores, not ranks, are fused: reciprocal rank fusion flattens the top of
+        each list, so a passage the dense side ranks first but that shares no
+        word with the question (a paraphrase) fell behind any passage with a
+        stray lexical hit. A passage missing from one list gets that list's floor.
+        """
+        if not dense or not lexical:
+            return dense or lexical
+        weight = self.params.lexical_fusion_weight
+        dense_of = dict(dense)
+        lexical_of = dict(lexical)
+        dense_floor = min(dense_of.values())
+        top = max(lexical_of.values())
+        fused = {
+            row: dense_of.get(row, dense_floor) + weight * lexical_of.get(row, 0.0) / top
+            for row in dense_of.keys() | lexical_of.keys()
+        }
+        return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
     # -- summarising -----------------------------------------------------------------------
 
@@ -255,7 +321,14 @@ class Answerer:
         name cannot be answered from them. Ordinary words count for nothing
         here: a paraphrase may well use words the text does not.
         """
-        return sum(1 for t in _proper_terms(question) if not self._known(t))
+        return sum(1 for t in _proper_terms(question) if not self._known_name(t))
+
+    def _known_name(self, term: str) -> bool:
+        if self._known(term):
+            return True
+        return any(
+            all(self._known(t) for t in terms(alias)) for alias in _metonym_terms().get(term, ())
+        )
 
     def _evaluate(
         self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
@@ -289,46 +362,102 @@ class Answerer:
             for srow in index.chunk_sentence_rows[row]:
                 cite_of.setdefault(int(srow), cid)
         rows = np.fromiter(cite_of.keys(), dtype=np.int64, count=len(cite_of))
-        q_terms = terms(question)
-        kind = _expected_type(question)
         scores = np.zeros(len(rows), dtype=np.float32)
-        if len(rows):
-            passage_cosine = {
-                cid: float(self._chunk_vectors[row] @ query_vector)
-                for cid, (row, _, _) in enumerate(hits, start=1)
-            }
-            q_numbers = {t for t in q_terms if t[0].isdigit()}
-            q_weights = self._term_weights(q_terms)
-            sent_docs = index.sentences.doc_ids
-
-            def match(row: int) -> float:
-                return sims.one(row) + p.lexical_weight * self._lexical_match(
-                    q_weights, row
-                )
-
-            for i, srow in enumerate(rows):
-                text = self.sentence_text(int(srow))
-                score = match(int(srow))
-                # A sentence often answers what the one before it sets up ("These
-                # programs ...", a list after a colon): it inherits part of that match.
-                prev = int(srow) - 1
-                if p.previous_weight and prev >= 0 and sent_docs[prev] == sent_docs[srow]:
-                    score += p.previous_weight * max(0.0, match(prev))
-                score += p.rank_weight / cite_of[int(srow)]
-                score += p.context_weight * passage_cosine[cite_of[int(srow)]]
-                if q_numbers:
-                    found = q_numbers & self._terms_of_sentence(int(srow))
-                    score += p.number_weight * len(found) / len(q_numbers)
-                if kind is not None:
-                    score += p.type_weight if _has_type(text, kind) else -p.type_weight
-                if index.sentences.is_heading[srow] and not text[:1].isdigit():
-                    score -= p.type_weight  # a bare heading rarely answers; a numbered one may
-                scores[i] = score
         evidence = float("-inf")
         if len(rows):
+            scores = self._score_sentences(question, query_vector, hits, rows, cite_of, sims)
+            citations, cite_of = self._rerank(citations, hits, rows, scores)
             names = min(self._missing_names(question), 2)
             evidence = float(sims.of(rows).max()) - p.missing_name_penalty * names
         return citations, rows, scores, cite_of, evidence
+
+    def _score_sentences(
+        self,
+        question: str,
+        query_vector: np.ndarray,
+        hits: list[tuple[int, float, dict[str, int]]],
+        rows: np.ndarray,
+        cite_of: dict[int, int],
+        sims: _SentenceSims,
+    ) -> np.ndarray:
+        """How well each candidate sentence answers the question (higher is better)."""
+        p = self.params
+        q_terms = terms(question)
+        q_weights = self._term_weights(q_terms)
+        docs = self.index.sentences.doc_ids
+        row_list = rows.tolist()
+        # A sentence often answers what the one before it sets up ("These programs
+        # ...", a list after a colon): it inherits part of that one's match.
+        has_prev = np.fromiter(
+            (r > 0 and docs[r - 1] == docs[r] for r in row_list), dtype=bool, count=len(rows)
+        )
+        prev = rows[has_prev] - 1
+        both = np.unique(np.concatenate([rows, prev]))
+        lexical = np.fromiter(
+            (self._lexical_match(q_weights, r) for r in both.tolist()),
+            dtype=np.float64,
+            count=len(both),
+        )
+        match = sims.of(both).astype(np.float64) + p.lexical_weight * lexical
+        scores = match[np.searchsorted(both, rows)]
+        if p.previous_weight:
+            scores[has_prev] += p.previous_weight * np.maximum(
+                0.0, match[np.searchsorted(both, prev)]
+            )
+        cids = np.fromiter((cite_of[r] for r in row_list), dtype=np.int64, count=len(rows))
+        passage_cosine = self._chunk_vectors[[row for row, _, _ in hits]] @ query_vector
+        scores += p.rank_weight / cids
+        scores += p.context_weight * passage_cosine[cids - 1].astype(np.float64)
+        q_numbers = {t for t in q_terms if t[0].isdigit()}
+        kind = _expected_type(question)
+        for i, row in enumerate(row_list):
+            if q_numbers:
+                found = q_numbers & self._terms_of_sentence(row)
+                scores[i] += p.number_weight * len(found) / len(q_numbers)
+            if kind is not None:
+                scores[i] += p.type_weight if self._has_type(row, kind) else -p.type_weight
+            if self._bare_heading(row):
+                scores[i] -= p.type_weight  # a bare heading rarely answers; a numbered one may
+        return scores.astype(np.float32)
+
+    def _has_type(self, row: int, kind: str) -> bool:
+        key = (row, kind)
+        cached = self._types.get(key)
+        if cached is None:
+            cached = self._types[key] = _has_type(self.sentence_text(row), kind)
+        return cached
+
+    def _bare_heading(self, row: int) -> bool:
+        return bool(self.index.sentences.is_heading[row]) and not self.sentence_text(row)[
+            :1
+        ].isdigit()
+
+    def _rerank(
+        self,
+        citations: list[Citation],
+        hits: list[tuple[int, float, dict[str, int]]],
+        rows: np.ndarray,
+        scores: np.ndarray,
+    ) -> tuple[list[Citation], dict[int, int]]:
+        """Passages reordered by their best sentence's score, which becomes their score.
+
+        Retrieval ranks a whole passage; the sentence scores look closer (lexical
+        match, answer type, context), so the passage that holds the answer's best
+        sentence comes first and is cited as [1].
+        """
+        score_of = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+        best = []
+        for cid, (row, _, _) in enumerate(hits, start=1):
+            own = [score_of[int(r)] for r in self.index.chunk_sentence_rows[row]]
+            best.append((-max(own, default=float("-inf")), cid))
+        best.sort()
+        reranked = []
+        credited: dict[int, int] = {}  # each sentence to the best passage holding it
+        for new, (neg, old) in enumerate(best, start=1):
+            reranked.append(replace(citations[old - 1], id=new, score=round(-neg, 6)))
+            for srow in self.index.chunk_sentence_rows[hits[old - 1][0]]:
+                credited.setdefault(int(srow), new)
+        return reranked, credited
 
     def evidence_score(
         self, question: str, query_vector: np.ndarray, top_k: int = 5, mode: Mode = "hybrid"

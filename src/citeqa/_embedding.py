@@ -46,11 +46,13 @@ class Embedder(ABC):
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
-        for i in range(0, len(texts), batch_size):
-            batch = texts[i : i + batch_size]
-            out[i : i + len(batch)] = self.embed_batch(batch)
+        # Batches of similar length pad less: a batch costs as much as its longest text.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for i in range(0, len(order), batch_size):
+            rows = order[i : i + batch_size]
+            out[rows] = self.embed_batch([texts[r] for r in rows])
             if progress is not None:
-                progress(len(batch))
+                progress(len(rows))
         return out
 
 
