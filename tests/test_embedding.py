@@ -24,6 +24,26 @@ def test_embed_batches_and_matches_embed_batch() -> None:
     np.testing.assert_array_equal(vectors, HashingEmbedder(dimension=32).embed_batch(texts))
 
 
+class _Recording(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__(dimension=32)
+        self.batches: list[list[str]] = []
+
+    def embed_batch(self, texts):  # type: ignore[no-untyped-def]
+        self.batches.append(list(texts))
+        return super().embed_batch(texts)
+
+
+def test_embed_groups_texts_of_similar_length_and_keeps_input_order() -> None:
+    embedder = _Recording()
+    texts = ["a " * n for n in (9, 1, 7, 3, 8, 2, 6, 4)]
+    vectors = embedder.embed(texts, batch_size=3)
+    lengths = [[len(t) for t in batch] for batch in embedder.batches]
+    flat = [n for batch in lengths for n in batch]
+    assert flat == sorted(flat)  # a batch pads to its longest text: similar lengths together
+    np.testing.assert_array_equal(vectors, HashingEmbedder(dimension=32).embed_batch(texts))
+
+
 def test_unknown_backend_is_rejected_with_the_value() -> None:
     with pytest.raises(InvalidInputError, match="backend must be one of torch, onnx, got 'tpu'"):
         make_embedder("tpu")
