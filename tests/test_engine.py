@@ -317,6 +317,19 @@ def test_changes_are_persisted(hashing_index_copy: Path) -> None:
     assert len(list((hashing_index_copy / "generations").iterdir())) == 2
 
 
+def test_a_write_builds_on_what_another_writer_persisted(hashing_index_copy: Path) -> None:
+    """Two writers on one folder (a server and ``citeqa index``, or two servers):
+    the second change must not silently drop the first."""
+    server = Engine.open(hashing_index_copy, HashingEmbedder())
+    other = Engine.open(hashing_index_copy, HashingEmbedder())
+    other.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    server.add_documents([make_document("Platypus notes. They lay eggs.", doc_id="monotremes")])
+    on_disk = load_index(hashing_index_copy).documents
+    assert {"marsupials", "monotremes"} <= set(on_disk)
+    assert server.version == current_version(hashing_index_copy)
+    assert "marsupials" in server.index.documents
+
+
 def test_in_memory_engine_does_not_write(engine: Engine, hashing_index_dir: Path) -> None:
     before = snapshot(hashing_index_dir)
     engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])

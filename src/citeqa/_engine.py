@@ -34,7 +34,7 @@ from ._index import (
     fingerprint,
     model_info,
 )
-from ._store import load_index, write_index, writer_lock
+from ._store import current_version, load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
 
 if TYPE_CHECKING:
@@ -279,7 +279,20 @@ class Engine:
             if self.index_dir is None:
                 return self._rebuild(change, persist=False)
             with writer_lock(self.index_dir):
+                self._catch_up()
                 return self._rebuild(change, persist=True)
+
+    def _catch_up(self) -> None:
+        """Load the generation on disk if another writer (``citeqa index``, a second
+        server) replaced ours, so this change builds on it instead of discarding it."""
+        assert self.index_dir is not None
+        try:
+            on_disk = current_version(self.index_dir)
+        except IndexStoreError:
+            return  # nothing usable on disk: our generation is the best base
+        if on_disk != self.version:
+            fresh = load_index(self.index_dir, model=model_info(self.embedder))
+            self._answerer = Answerer(fresh, self.summary)
 
     def _rebuild(
         self, change: Callable[[dict[str, Document]], dict[str, Document]], *, persist: bool
