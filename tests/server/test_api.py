@@ -113,6 +113,9 @@ def test_chat_page_and_static_files(
     assert response.headers["content-security-policy"] == CSP
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["referrer-policy"] == "no-referrer"
+    head = client.head(path)  # link checkers and monitors ask HEAD
+    assert head.status_code == 200
+    assert head.headers["content-type"] == response.headers["content-type"]
 
 
 def test_only_the_known_static_files_are_served(client: TestClient) -> None:

@@ -706,9 +706,9 @@ def _web_routes(app: FastAPI) -> None:
 
         return endpoint
 
-    app.add_api_route("/", serve("index.html"), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", serve("index.html"), methods=["GET", "HEAD"], include_in_schema=False)
     for name in ("app.css", "app.js"):
-        app.add_api_route(f"/static/{name}", serve(name), methods=["GET"],
+        app.add_api_route(f"/static/{name}", serve(name), methods=["GET", "HEAD"],
                           include_in_schema=False)
 
     async def favicon() -> Response:
