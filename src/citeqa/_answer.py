@@ -446,10 +446,11 @@ class Answerer:
         sentence comes first and is cited as [1].
         """
         score_of = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+        floor = float(scores.min())  # for a passage without sentences (none are made)
         best = []
         for cid, (row, _, _) in enumerate(hits, start=1):
             own = [score_of[int(r)] for r in self.index.chunk_sentence_rows[row]]
-            best.append((-max(own, default=float("-inf")), cid))
+            best.append((-max(own, default=floor), cid))
         best.sort()
         reranked = []
         credited: dict[int, int] = {}  # each sentence to the best passage holding it

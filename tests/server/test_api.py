@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 import citeqa
 from citeqa.server.openapi import render
+from citeqa.server.schemas import AnswerResponse, AnswerSentenceItem, CitationItem
 
 from .conftest import SEED_ANSWER, SEED_QUESTION, ClientFactory
 
@@ -30,6 +31,17 @@ def test_ask_returns_the_engine_answer_verbatim(
     }
     assert not body["abstained"]
     assert body["sentences"][0]["text"] == SEED_ANSWER
+    # The route returns the dict as is: it must have exactly the documented shape.
+    strict = {"extra": "forbid", "strict": True}
+    for model, items in (
+        (AnswerResponse, [body]),
+        (AnswerSentenceItem, body["sentences"]),
+        (CitationItem, body["citations"]),
+    ):
+        for item in items:
+            type(f"Strict{model.__name__}", (model,), {"model_config": strict}).model_validate(
+                item if model is not AnswerResponse else {**item, "sentences": [], "citations": []}
+            )
 
 
 def test_ask_sentences_are_exact_spans_of_the_served_document(client: TestClient) -> None:

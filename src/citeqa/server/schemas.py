@@ -104,8 +104,12 @@ class CitationItem(BaseModel):
     text: str = Field(description="the chunk: document.text[start:end]")
     start: int
     end: int
-    score: float
-    retrievers: dict[str, int] = Field(description="rank of the chunk in each retriever")
+    score: float = Field(
+        description="score of the best sentence in the passage; citations are ordered by it"
+    )
+    retrievers: dict[str, int] = Field(
+        description="rank of the chunk in each retriever, before that reordering"
+    )
 
 
 class AnswerResponse(BaseModel):
