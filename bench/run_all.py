@@ -21,7 +21,7 @@ SCRIPTS = [
     ["memory.py"],
     ["faiss_index.py"],
 ]
-# ``--scale``: the Python-manuals corpus first (hours at 20,000 chunks on 2 cores;
+# ``--scale``: the Python and PostgreSQL manuals first (about an hour at 20,000 chunks;
 # ``--scale-chunks`` picks the size), then the scripts that read its results, then the chart.
 SCALE = [["scale.py"], ["memory.py"], ["faiss_index.py"], ["scale_chart.py"]]
 
