@@ -19,6 +19,8 @@ import json
 import random
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,11 +73,52 @@ def pick_corpus(target_chunks: int, embedder) -> tuple[Path, int, list[str]]:  #
     return corpus, total, titles
 
 
+def probe(docs, embedder, sample: int) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """Bare throughput on a sample of the same kind of text (chunks and sentences)."""
+    from citeqa import Chunker, ChunkingParams
+
+    chunker = Chunker(ChunkingParams(), model_tokens=embedder.count_tokens,
+                      model_max_tokens=embedder.max_seq_tokens)
+    chunk_texts: list[str] = []
+    sent_texts: set[str] = set()
+    for d in docs:
+        for c in chunker.chunk(d):
+            chunk_texts.append(c.text)
+            sent_texts.update(d.text[s.start : s.end] for s in c.sentences)
+    rng = random.Random(1)
+    cs = rng.sample(chunk_texts, min(sample, len(chunk_texts)))
+    ss = rng.sample(sorted(sent_texts), min(sample, len(sent_texts)))
+    embedder.embed(cs[:16])
+    t = time.perf_counter()
+    embedder.embed(cs)
+    chunk_rate = len(cs) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    embedder.embed(ss)
+    sent_rate = len(ss) / (time.perf_counter() - t)
+    projected = len(chunk_texts) / chunk_rate + len(sent_texts) / sent_rate
+    print(f"bare embed: {chunk_rate:.1f} chunks/s, {sent_rate:.1f} sentences/s; "
+          f"projected embedding time {projected:.0f} s")
+    return chunk_rate, sent_rate, projected
+
+
+def _runs() -> list[dict]:  # type: ignore[type-arg]
+    return json.loads(SCALE_JSON.read_text()) if SCALE_JSON.exists() else []
+
+
+def _save(entry: dict) -> None:  # type: ignore[type-arg]
+    """One entry per corpus size in scale.json (read by scale_chart.py and memory.py)."""
+    runs = [r for r in _runs() if r.get("chunks") != entry["chunks"]] + [entry]
+    SCALE_JSON.parent.mkdir(parents=True, exist_ok=True)
+    SCALE_JSON.write_text(json.dumps(sorted(runs, key=lambda r: r["chunks"]), indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chunks", type=int, default=20_000, help="corpus size to build")
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--sample", type=int, default=256, help="texts for the throughput probe")
+    parser.add_argument("--queries-only", action="store_true",
+                        help="keep the last build of this size; measure queries and the server")
     args = parser.parse_args()
     load = wait_for_quiet()
 
@@ -87,38 +130,37 @@ def main() -> None:
     docs = load_documents([corpus])
     print(f"corpus: {len(docs)} pages, ~{planned} chunks, {dir_bytes(corpus) / 1e6:.1f} MB text")
 
-    # Bare throughput on a sample of the same kind of text (chunks and sentences).
-    from citeqa import Chunker
-
-    chunker = Chunker(ChunkingParams(), model_tokens=embedder.count_tokens,
-                      model_max_tokens=embedder.max_seq_tokens)
-    chunk_texts: list[str] = []
-    sent_texts: set[str] = set()
-    for d in docs:
-        for c in chunker.chunk(d):
-            chunk_texts.append(c.text)
-            sent_texts.update(d.text[s.start : s.end] for s in c.sentences)
-    rng = random.Random(1)
-    cs = rng.sample(chunk_texts, min(args.sample, len(chunk_texts)))
-    ss = rng.sample(sorted(sent_texts), min(args.sample, len(sent_texts)))
-    embedder.embed(cs[:16])
-    t = time.perf_counter()
-    embedder.embed(cs)
-    chunk_rate = len(cs) / (time.perf_counter() - t)
-    t = time.perf_counter()
-    embedder.embed(ss)
-    sent_rate = len(ss) / (time.perf_counter() - t)
-    projected = len(chunk_texts) / chunk_rate + len(sent_texts) / sent_rate
-    print(f"bare embed: {chunk_rate:.1f} chunks/s, {sent_rate:.1f} sentences/s; "
-          f"projected embedding time {projected:.0f} s")
-
     index_dir = WORK / f"pydocs-index-{args.chunks}"
-    shutil.rmtree(index_dir, ignore_errors=True)
-    t = time.perf_counter()
-    stats = index_corpus([corpus], index_dir, embedder, ChunkingParams())
-    build_s = time.perf_counter() - t
+    if args.queries_only:
+        # Re-measure queries and the server in a fresh process on the last build: a
+        # process that just built 20,000 chunks carries its garbage into the timings.
+        built = next((r for r in _runs() if r.get("target_chunks") == args.chunks), None)
+        if built is None or not index_dir.is_dir():
+            raise SystemExit(f"no build for --chunks {args.chunks}; run without --queries-only")
+        chunk_rate, sent_rate = built["chunk_rate"], built["sentence_rate"]
+        projected, build_s = built["embed_projection_s"], built["build_s"]
+        counts = (built["chunks"], built["sentences"], built["documents"])
+        sample_size = built.get("sample", args.sample)
+    else:
+        chunk_rate, sent_rate, projected = probe(docs, embedder, args.sample)
+        shutil.rmtree(index_dir, ignore_errors=True)
+        t = time.perf_counter()
+        stats = index_corpus([corpus], index_dir, embedder, ChunkingParams())
+        build_s = time.perf_counter() - t
+        print(f"build: {stats.chunks} chunks, {stats.sentences} sentences in {build_s:.0f} s")
+        _save({
+            "target_chunks": args.chunks, "sample": args.sample, "chunks": stats.chunks,
+            "sentences": stats.sentences, "documents": stats.documents, "build_s": build_s,
+            "embed_projection_s": projected, "chunk_rate": chunk_rate,
+            "sentence_rate": sent_rate, "date": time.strftime("%Y-%m-%d"),
+        })
+        # Queries in a fresh process: this one carries the build's garbage into timings.
+        again = [sys.executable, __file__, "--chunks", str(args.chunks), "--queries-only",
+                 "--questions", str(args.questions)]
+        raise SystemExit(subprocess.run(again, check=False).returncode)
     disk = dir_bytes(index_dir)
-    print(f"build: {stats.chunks} chunks, {stats.sentences} sentences in {build_s:.0f} s; "
+    n_chunks, n_sentences, n_documents = counts
+    print(f"build: {n_chunks} chunks, {n_sentences} sentences in {build_s:.0f} s; "
           f"{disk / 1e6:.1f} MB on disk")
 
     random.Random(2).shuffle(titles)
@@ -144,32 +186,28 @@ def main() -> None:
         stop(proc)
 
     entry = {
-        "chunks": stats.chunks, "sentences": stats.sentences, "documents": stats.documents,
-        "build_s": build_s, "embed_projection_s": projected, "chunk_rate": chunk_rate,
-        "sentence_rate": sent_rate, "disk_bytes": disk, "ask_p50_ms": ask["p50"],
-        "ask_p95_ms": ask["p95"], "bare_p50_ms": bare["p50"], "rss_start": rss_start,
-        "rss_after": rss_after, "ready_s": ready_s, "date": time.strftime("%Y-%m-%d"),
+        **built, "disk_bytes": disk, "ask_p50_ms": ask["p50"], "ask_p95_ms": ask["p95"],
+        "bare_p50_ms": bare["p50"], "rss_start": rss_start, "rss_after": rss_after,
+        "ready_s": ready_s, "date": time.strftime("%Y-%m-%d"),
     }
-    SCALE_JSON.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(SCALE_JSON.read_text()) if SCALE_JSON.exists() else []
-    runs = [r for r in runs if r.get("chunks") != stats.chunks] + [entry]
-    SCALE_JSON.write_text(json.dumps(sorted(runs, key=lambda r: r["chunks"]), indent=1))
+    _save(entry)
 
-    per_k = disk / stats.chunks * 1000 / 1e6
+    per_k = disk / n_chunks * 1000 / 1e6
     lines = [
-        f"Corpus: {stats.documents} pages of Debian's python3.11-doc and postgresql-doc-15 "
+        f"Corpus: {n_documents} pages of Debian's python3.11-doc and postgresql-doc-15 "
         "manuals (html2text), "
         f"{dir_bytes(corpus) / 1e6:.1f} MB of text; default `ChunkingParams`, ONNX encoder, "
         f"load average when measuring: {load}.",
         "",
         "| what | figure |",
         "| --- | --- |",
-        f"| chunks / sentences embedded | {stats.chunks} / {stats.sentences} "
-        f"({stats.sentences / stats.chunks:.1f} sentences per chunk) |",
-        f"| bare `embed` throughput (sample of {len(cs)} each) | {chunk_rate:.1f} chunks/s, "
-        f"{sent_rate:.1f} sentences/s |",
-        f"| build (`index_corpus`, wall) | {build_s:.0f} s = {stats.chunks / build_s:.2f} chunks/s "
-        f"({build_s / projected:.2f}× the bare-embedding projection of {projected:.0f} s) |",
+        f"| chunks / sentences embedded | {n_chunks} / {n_sentences} "
+        f"({n_sentences / n_chunks:.1f} sentences per chunk) |",
+        f"| bare `embed` throughput before the build (sample of {sample_size} each) | "
+        f"{chunk_rate:.1f} chunks/s, {sent_rate:.1f} sentences/s |",
+        f"| build (`index_corpus`, wall) | {build_s:.0f} s = {n_chunks / build_s:.2f} chunks/s "
+        f"({projected / build_s:.2f}× the speed projected from bare embedding, "
+        f"{projected:.0f} s) |",
         f"| index on disk | {disk / 1e6:.1f} MB ({per_k:.2f} MB per 1,000 chunks) |",
         f"| `Engine.ask` in process, {len(qs)} title questions | p50 {ask['p50']:.2f} ms, "
         f"p95 {ask['p95']:.2f} ms ({ask['p50'] / bare['p50']:.2f}× bare "
@@ -178,7 +216,7 @@ def main() -> None:
         f"{rss_after / 2**20:.0f} MiB (ready in {ready_s:.1f} s) |",
     ]
     print("\n".join(lines))
-    write_section(f"scale ({stats.chunks} chunks)", "\n".join(lines))
+    write_section(f"scale ({n_chunks} chunks)", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -238,7 +238,10 @@ class Answerer:
             dense = self._dense(query_vector, sims, max(depth, min(n, DENSE_CANDIDATES)))[:depth]
         if mode in ("hybrid", "lexical"):
             bm25 = self.index.lexical.scores(question)
-            order = np.argsort(-bm25, kind="stable")[:depth]
+            top = np.flatnonzero(bm25 > 0)
+            if len(top) > depth:  # a partial sort: the corpus may hold many more chunks
+                top = top[np.argpartition(-bm25[top], depth - 1)[:depth]]
+            order = top[np.lexsort((top, -bm25[top]))]
             lexical = [(int(i), float(bm25[i])) for i in order if bm25[i] > 0]
         ranks: dict[int, dict[str, int]] = {}
         for name, hits in (("dense", dense), ("lexical", lexical)):

@@ -33,6 +33,7 @@ from ._index import (
     build_index,
     fingerprint,
     model_info,
+    single_threaded_search,
 )
 from ._store import current_version, load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
@@ -159,6 +160,7 @@ class Engine:
         self.summary = summary or SummaryParams()
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._answerer = Answerer(index, self.summary)
+        single_threaded_search()
         self._write_lock = threading.Lock()
         self.encode_query: Callable[[str], np.ndarray] = self._encode_one
         self._batcher: MicroBatcher | None = None

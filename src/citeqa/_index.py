@@ -101,6 +101,18 @@ def fingerprint(model: dict[str, Any], params: ChunkingParams, docs: Iterable[Do
     return digest.hexdigest()
 
 
+def single_threaded_search() -> None:
+    """One query at a time searches best on one FAISS thread.
+
+    FAISS's OpenMP threads and the encoder's ONNX Runtime threads (which spin for
+    a while after each run) fought over two cores: at 20,000 chunks an exact
+    search took 9 ms instead of 2-3 ms (bench/scale.py; README, Performance).
+    """
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def build_dense(vectors: np.ndarray) -> Any:
     import faiss
 
