@@ -69,7 +69,8 @@ def main() -> None:
     sizes = [("seeds", len(data.chunks), len(data.sentences.doc_ids), disk)]
     if SCALE_JSON.exists():
         for r in json.loads(SCALE_JSON.read_text()):
-            sizes.append(("python3.11-doc", r["chunks"], r["sentences"], r["disk_bytes"]))
+            corpus = r.get("corpus", "Debian's Python manuals")
+            sizes.append((corpus, r["chunks"], r["sentences"], r["disk_bytes"]))
     for name, n, ns, b in sizes:
         lines.append(f"| {name} | {n} | {ns} | {b / 1e6:.2f} MB | {b / n * 1000 / 1e6:.2f} MB |")
     print("\n".join(lines))

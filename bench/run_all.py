@@ -13,14 +13,15 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 SCRIPTS = [
     ["latency.py"],
-    ["latency.py", "--threads", "1"],
     ["throughput.py"],
-    ["throughput.py", "--threads", "1"],
     ["cold_start.py"],
     ["indexing.py"],
     ["memory.py"],
     ["faiss_index.py"],
 ]
+# ``--threads-one``: the same latency and throughput with one encoder thread, a check
+# of the thread settings against the two cores (about five minutes more).
+THREADS_ONE = [["latency.py", "--threads", "1"], ["throughput.py", "--threads", "1"]]
 # ``--scale``: the Python and PostgreSQL manuals first (about an hour at 20,000 chunks;
 # ``--scale-chunks`` picks the size), then the scripts that read its results, then the chart.
 SCALE = [["scale.py"], ["memory.py"], ["faiss_index.py"], ["scale_chart.py"]]
@@ -30,8 +31,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", action="store_true", help="only the scale benchmarks")
     parser.add_argument("--scale-chunks", type=int, default=20_000)
+    parser.add_argument("--threads-one", action="store_true",
+                        help="also latency and throughput with one encoder thread")
     opts = parser.parse_args()
-    scripts = SCRIPTS
+    scripts = SCRIPTS + (THREADS_ONE if opts.threads_one else [])
     if opts.scale:
         scripts = [s + (["--chunks", str(opts.scale_chunks)] if s[0] == "scale.py" else [])
                    for s in SCALE]

@@ -150,6 +150,7 @@ def main() -> None:
         print(f"build: {stats.chunks} chunks, {stats.sentences} sentences in {build_s:.0f} s")
         _save({
             "target_chunks": args.chunks, "sample": args.sample, "chunks": stats.chunks,
+            "corpus": "Debian's Python and PostgreSQL manuals",
             "sentences": stats.sentences, "documents": stats.documents, "build_s": build_s,
             "embed_projection_s": projected, "chunk_rate": chunk_rate,
             "sentence_rate": sent_rate, "date": time.strftime("%Y-%m-%d"),
