@@ -158,9 +158,6 @@ class _SentenceSims:
             self._cache.update(zip(missing, values.tolist(), strict=True))
         return np.asarray([self._cache[r] for r in keys], dtype=np.float32)
 
-    def one(self, row: int) -> float:
-        return float(self.of(np.asarray([row]))[0])
-
 
 class Answerer:
     """Answers questions from one immutable index generation."""
