@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
-from citeqa._answer import _expected_type, _has_type
+from citeqa._answer import _expected_type, _focus_terms, _has_type
 
 MODES = ("hybrid", "dense", "lexical")
 MISSING = "How many disappeared and missing people does the Mexican government recognize?"
@@ -179,3 +179,16 @@ def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
 )
 def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
     assert _has_type(text, "number") is expected
+
+
+@pytest.mark.parametrize(
+    "question, focus",
+    [
+        ("Which specific areas are mentioned in the memorandum?", {"specif", "area"}),
+        ("How many days did the trip last?", {"day"}),
+        ("In what year was it signed?", {"year"}),
+        ("Why do people migrate?", set()),
+    ],
+)
+def test_question_focus(question: str, focus: set[str]) -> None:
+    assert _focus_terms(question) == focus

@@ -487,6 +487,6 @@ def test_cli_eval_on_the_dev_set(real_index: Path, tmp_path: Path) -> None:
     assert kinds["near_domain"]["abstention_recall"] >= 0.5  # target: at least half
     assert overall["false_abstention_rate"] <= 0.05  # target
     assert overall["median_answer_words"] <= 40  # target
-    assert overall["accuracy"] >= 0.84  # measured 0.848; target 0.95
-    assert overall["recall_at_1"] >= 0.87  # measured 0.879; target 0.90
-    assert overall["recall_at_5"] >= 0.96  # measured 0.970; target 0.98
+    assert overall["recall_at_1"] >= 0.90  # target
+    assert overall["recall_at_5"] >= 0.98  # target
+    assert overall["accuracy"] >= 0.87  # measured 0.879; target 0.95

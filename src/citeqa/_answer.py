@@ -44,6 +44,8 @@ class SummaryParams:
     context_weight: float = 0.2
     #: bonus when the sentence holds the numbers the question names
     number_weight: float = 0.2
+    #: bonus for the question's focus ("which *areas*", "how many *days*") in a sentence
+    focus_weight: float = 0.25
     #: evidence below this abstains. Evidence = the best candidate sentence's cosine
     #: minus ``missing_name_penalty`` per name the corpus never mentions (two at most).
     #: 0.38 separated answerable from unanswerable best on tests/questions.jsonl;
@@ -108,6 +110,16 @@ def _expected_type(question: str) -> str | None:
     if re.search(r"^\s*who\b|\bwho (is|was|are|were|led|leads|heads|said)\b", q):
         return "name"
     return None
+
+
+_FOCUS = re.compile(r"\b(?:which|what|how many|how much)\s+((?:\S+\s+){0,2}\S+)", re.I)
+
+
+def _focus_terms(question: str) -> frozenset[str]:
+    """Terms of the words right after "which", "what" or "how many": the thing asked
+    for ("Which specific *areas*", "How many *days*"), which the answer usually names."""
+    match = _FOCUS.search(question)
+    return frozenset(terms(match.group(1))) if match else frozenset()
 
 
 def _has_type(text: str, kind: str) -> bool:
@@ -410,10 +422,13 @@ class Answerer:
         scores += p.context_weight * passage_cosine[cids - 1].astype(np.float64)
         q_numbers = {t for t in q_terms if t[0].isdigit()}
         kind = _expected_type(question)
+        focus = _focus_terms(question) if p.focus_weight else frozenset()
         for i, row in enumerate(row_list):
+            have = self._terms_of_sentence(row)
+            if focus:
+                scores[i] += p.focus_weight * len(focus & have) / len(focus)
             if q_numbers:
-                found = q_numbers & self._terms_of_sentence(row)
-                scores[i] += p.number_weight * len(found) / len(q_numbers)
+                scores[i] += p.number_weight * len(q_numbers & have) / len(q_numbers)
             if kind is not None:
                 scores[i] += p.type_weight if self._has_type(row, kind) else -p.type_weight
             if self._bare_heading(row):
