@@ -217,17 +217,16 @@ def _sentence(start: int, end: int, citation: int) -> AnswerSentence:
     return AnswerSentence(TEXT[start:end], citation, "plants", start, end, 0.5)
 
 
+def _fact(qid: str, question: str, answer: str, evidence: str) -> tuple[Question, int]:
+    """A fact question about PLANTS whose evidence is found in it; and where it starts."""
+    ev = TEXT.index(evidence)
+    spans = (("plants", ev, ev + len(evidence)),)
+    return Question(qid, question, (answer,), evidence, "fact", spans=spans), ev
+
+
 def test_metrics_for_evidence_at_rank_two() -> None:
     evidence = "Ladybirds eat aphids and protect the lettuce."
-    ev = TEXT.index(evidence)
-    question = Question(
-        "m1",
-        "Which insects eat aphids?",
-        ("LADYBIRDS",),
-        evidence,
-        "fact",
-        spans=(("plants", ev, ev + len(evidence)),),
-    )
+    question, ev = _fact("m1", "Which insects eat aphids?", "LADYBIRDS", evidence)
     tomatoes = TEXT.index("Tomatoes")
     aphids = TEXT.index("Aphids")
     citations = [
@@ -267,15 +266,7 @@ def test_metrics_for_evidence_at_rank_two() -> None:
 
 def test_a_miss_a_wrong_answer_and_a_forged_span_are_failures() -> None:
     evidence = "Slugs come out at night after rain."
-    ev = TEXT.index(evidence)
-    question = Question(
-        "m3",
-        "When do slugs come out?",
-        ("at night",),
-        evidence,
-        "fact",
-        spans=(("plants", ev, ev + len(evidence)),),
-    )
+    question, ev = _fact("m3", "When do slugs come out?", "at night", evidence)
     tomatoes = TEXT.index("Tomatoes")
     forged = AnswerSentence("Slugs sleep all day.", 1, "plants", tomatoes, tomatoes + 20, 0.3)
     answer = Answer(question.question, "...", False, "v", [forged], [_citation(1, 0, 10)])

@@ -145,12 +145,12 @@ def _proper_terms(question: str) -> set[str]:
 
 
 @lru_cache(maxsize=1)
-def _metonym_terms() -> dict[str, tuple[str, ...]]:
-    """``_METONYMS`` keyed by each term of the place name, as questions are read."""
-    out: dict[str, tuple[str, ...]] = {}
+def _metonym_terms() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """``_METONYMS`` as terms: each term of a place name → the terms of its countries."""
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
     for place, countries in _METONYMS.items():
         for term in terms(place):
-            out[term] = out.get(term, ()) + countries
+            out[term] = out.get(term, ()) + tuple(tuple(terms(c)) for c in countries)
     return out
 
 
@@ -339,7 +339,7 @@ class Answerer:
         if self._known(term):
             return True
         return any(
-            all(self._known(t) for t in terms(alias)) for alias in _metonym_terms().get(term, ())
+            all(self._known(t) for t in country) for country in _metonym_terms().get(term, ())
         )
 
     def _evaluate(

@@ -7,7 +7,6 @@ on a free port.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -81,11 +80,9 @@ def start_server(index_dir: Path, *, ready: bool = True, **env: str) -> Served:
 
 
 @pytest.fixture
-def live_index(hashing_index_dir: Path, tmp_path: Path) -> Path:
+def live_index(hashing_index_copy: Path) -> Path:
     """A private copy of the hashing-embedder index of seeds/, for a real server to change."""
-    target = tmp_path / "index"
-    shutil.copytree(hashing_index_dir, target)
-    return target
+    return hashing_index_copy
 
 
 @pytest.fixture

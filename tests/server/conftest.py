@@ -58,19 +58,10 @@ class GatedEmbedder(citeqa.HashingEmbedder):
         return super().embed_batch(texts)
 
 
-@pytest.fixture(scope="session")
-def seed_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An index of seeds/ built once; tests that write get their own copy."""
-    index_dir = tmp_path_factory.mktemp("seed-index") / "index"
-    citeqa.index_corpus([SEEDS], index_dir, citeqa.HashingEmbedder())
-    return index_dir
-
-
 @pytest.fixture
-def index_dir(seed_index: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "index"
-    shutil.copytree(seed_index, target)
-    return target
+def index_dir(hashing_index_copy: Path) -> Path:
+    """A private copy of the hashing-embedder index of seeds/: tests may write to it."""
+    return hashing_index_copy
 
 
 @pytest.fixture
