@@ -330,6 +330,50 @@ def test_a_write_builds_on_what_another_writer_persisted(hashing_index_copy: Pat
     assert "marsupials" in server.index.documents
 
 
+def test_refresh_serves_what_another_writer_persisted(hashing_index_copy: Path) -> None:
+    server = Engine.open(hashing_index_copy, HashingEmbedder())
+    old = server.version
+    assert server.refresh() is False  # nothing changed
+    other = Engine.open(hashing_index_copy, HashingEmbedder())
+    other.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    assert server.version == old  # until it looks
+    assert server.refresh() is True
+    assert server.version == other.version == current_version(hashing_index_copy)
+    assert "marsupials" in server.index.documents
+    assert server.ask("Where do wombats dig burrows?").citations[0].doc_id == "marsupials"
+    assert server.refresh() is False
+
+
+def test_refresh_reads_a_new_calibration(hashing_index_copy: Path) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    question = "What is the capital of Australia?"
+    assert engine.ask(question).abstained
+    (hashing_index_copy / "calibration.json").write_text(json.dumps({"abstain_threshold": -50}))
+    assert engine.refresh() is True
+    assert engine.summary.abstain_threshold == -50
+    assert not engine.ask(question).abstained
+    assert engine.refresh() is False
+
+
+def test_refresh_keeps_serving_when_the_new_generation_cannot_be_loaded(
+    hashing_index_copy: Path, seeds_copy: Path
+) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    version = engine.version
+    # Another model's index replaces ours: this engine cannot serve it.
+    index_corpus([seeds_copy], hashing_index_copy, HashingEmbedder(name="another-model"))
+    with pytest.raises(IndexMismatchError):
+        engine.refresh()
+    assert engine.refresh() is False  # tried once, until CURRENT changes again
+    assert engine.version == version
+    assert engine.ask("migration").index_version == version
+
+
+def test_refresh_without_an_index_dir_does_nothing(engine: Engine) -> None:
+    assert engine.index_dir is None
+    assert engine.refresh() is False
+
+
 def test_in_memory_engine_does_not_write(engine: Engine, hashing_index_dir: Path) -> None:
     before = snapshot(hashing_index_dir)
     engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])

@@ -164,6 +164,8 @@ class Engine:
         self._write_lock = threading.Lock()
         self.encode_query: Callable[[str], np.ndarray] = self._encode_one
         self._batcher: MicroBatcher | None = None
+        #: (CURRENT, calibration mtime) when ``refresh`` last looked
+        self._seen_on_disk: tuple[str, int | None] | None = None
 
     @classmethod
     def open(
@@ -281,20 +283,57 @@ class Engine:
             if self.index_dir is None:
                 return self._rebuild(change, persist=False)
             with writer_lock(self.index_dir):
-                self._catch_up()
+                # Build on the generation on disk if another writer (``citeqa index``,
+                # a second server) replaced ours, instead of discarding its work.
+                self._sync_with_disk(force=True)
                 return self._rebuild(change, persist=True)
 
-    def _catch_up(self) -> None:
-        """Load the generation on disk if another writer (``citeqa index``, a second
-        server) replaced ours, so this change builds on it instead of discarding it."""
+    def refresh(self) -> bool:
+        """Serve what is on disk now: the generation another writer (``citeqa index``,
+        another server) made, and the threshold ``citeqa eval --calibrate`` stored.
+
+        Returns True when the engine changed. Cheap when nothing did (it reads
+        ``CURRENT`` and stats the calibration file), so a server calls it every few
+        seconds. It returns False at once while this engine writes: that write
+        builds on the generation on disk anyway. A generation that cannot be
+        loaded raises once (``IndexStoreError``); the engine keeps serving its own
+        and does not retry until ``CURRENT`` changes again.
+        """
+        if self.index_dir is None or not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            return self._sync_with_disk(force=False)
+        finally:
+            self._write_lock.release()
+
+    def _sync_with_disk(self, *, force: bool) -> bool:
         assert self.index_dir is not None
         try:
             on_disk = current_version(self.index_dir)
         except IndexStoreError:
-            return  # nothing usable on disk: our generation is the best base
-        if on_disk != self.version:
+            return False  # nothing usable on disk: our generation is the best there is
+        try:
+            stamp: int | None = (self.index_dir / CALIBRATION_FILE).stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        seen = (on_disk, stamp)
+        if seen == self._seen_on_disk and not force:
+            return False
+        self._seen_on_disk = seen  # before loading: a bad generation is tried once
+        index = self.index
+        if on_disk != index.version:
             fresh = load_index(self.index_dir, model=model_info(self.embedder))
-            self._answerer = Answerer(fresh, self.summary)
+            if fresh.version != index.version:  # else it fell back to ours (damaged on disk)
+                index = fresh
+        summary = self.summary
+        threshold = read_calibration(self.index_dir) if stamp is not None else None
+        if threshold is not None and threshold != summary.abstain_threshold:
+            summary = dataclasses.replace(summary, abstain_threshold=threshold)
+        if index is self.index and summary is self.summary:
+            return False
+        self.summary = summary
+        self._answerer = Answerer(index, summary)
+        return True
 
     def _rebuild(
         self, change: Callable[[dict[str, Document]], dict[str, Document]], *, persist: bool

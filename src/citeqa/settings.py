@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=32, ge=1, le=1024)
     #: ...gathered for at most this long once a second question is waiting
     batch_wait_ms: float = Field(default=2.0, ge=0, le=1000)
+    #: seconds between checks of the index directory for a generation or calibration
+    #: written by another process (``citeqa index``, ``citeqa eval --calibrate``); 0: never
+    reload_interval_s: float = Field(default=2.0, ge=0, le=86_400)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 

@@ -11,6 +11,8 @@ answers at once while ``/readyz`` (and every route that needs the index) says
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import importlib.metadata
 import logging
@@ -328,6 +330,28 @@ class Service:
             engine.version,
             len(engine.documents()),
         )
+
+    async def watch_index(self) -> None:
+        """Every ``reload_interval_s``, serve what another process wrote to the index
+        directory (a ``citeqa index`` run, a calibration) without a restart."""
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            if self.engine is not None and not self.draining:
+                await asyncio.to_thread(self.refresh, self.engine)
+
+    def refresh(self, engine: Engine) -> None:
+        if not self.write_lock.acquire(blocking=False):
+            return  # a document change is running; it builds on the disk's generation
+        try:
+            if engine.refresh():
+                log.info("now serving index %s (changed on disk)", engine.version)
+        except Exception as exc:  # noqa: BLE001 - a bad generation must not stop the watch
+            log.warning(
+                "the index at %s changed but cannot be loaded (%s); still serving %s",
+                self.settings.index_dir, exc, engine.version,
+            )
+        finally:
+            self.write_lock.release()
 
     def unavailable(self) -> ServiceUnavailable:
         if self.load_error is not None:
@@ -762,7 +786,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service.start_loading()
-        yield
+        watcher = None
+        if settings.reload_interval_s > 0:
+            watcher = asyncio.create_task(service.watch_index(), name="citeqa-watch-index")
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
 
     try:
         version = importlib.metadata.version("citeqa")
