@@ -480,4 +480,4 @@ def test_cli_eval_on_the_dev_set(real_index: Path, tmp_path: Path) -> None:
     assert overall["median_answer_words"] <= 40  # target
     assert overall["recall_at_1"] >= 0.90  # target
     assert overall["recall_at_5"] >= 0.98  # target
-    assert overall["accuracy"] >= 0.87  # measured 0.879; target 0.95
+    assert overall["accuracy"] >= 0.89  # measured 0.894; target 0.95

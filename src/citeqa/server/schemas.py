@@ -108,7 +108,11 @@ class CitationItem(BaseModel):
         description="score of the best sentence in the passage; citations are ordered by it"
     )
     retrievers: dict[str, int] = Field(
-        description="rank of the chunk in each retriever, before that reordering"
+        description="rank of the chunk in each retriever (dense, lexical), before that "
+        "reordering; {\"numbered_item\": 1}, {\"front_matter\": 1} or {\"definition\": 1} "
+        "marks a passage added because it holds the numbered item (\"the second "
+        "recommendation\"), the front matter (\"when was it published?\") or the acronym's "
+        "definition (\"what is FECI?\") the question asks for"
     )
 
 
