@@ -239,13 +239,18 @@ REPORT = (
 )
 
 
-@pytest.fixture
-def report_engine() -> Engine:
+def one_document_engine(text: str) -> Engine:
+    """An in-memory engine over ``text`` alone, in small chunks (the fake embedder)."""
     embedder = HashingEmbedder()
     data, _ = build_index(
-        [make_document(REPORT, doc_id="rivers")], embedder, ChunkingParams(max_tokens=40)
+        [make_document(text, doc_id="doc")], embedder, ChunkingParams(max_tokens=40)
     )
     return Engine(data, embedder)
+
+
+@pytest.fixture
+def report_engine() -> Engine:
+    return one_document_engine(REPORT)
 
 
 def test_the_item_a_question_names_is_the_answer(report_engine: Engine) -> None:
@@ -312,11 +317,7 @@ BULLETIN = (
 
 @pytest.fixture
 def bulletin_engine() -> Engine:
-    embedder = HashingEmbedder()
-    data, _ = build_index(
-        [make_document(BULLETIN, doc_id="bulletin")], embedder, ChunkingParams(max_tokens=40)
-    )
-    return Engine(data, embedder)
+    return one_document_engine(BULLETIN)
 
 
 def test_the_front_matter_answers_questions_about_the_document(
@@ -347,11 +348,7 @@ AGENCIES = (
 
 @pytest.mark.parametrize("question", ["What is the WRO?", "What does WRO stand for?"])
 def test_an_acronym_question_gets_the_sentence_that_spells_it_out(question: str) -> None:
-    embedder = HashingEmbedder()
-    data, _ = build_index(
-        [make_document(AGENCIES, doc_id="agencies")], embedder, ChunkingParams(max_tokens=40)
-    )
-    engine = Engine(data, embedder)
+    engine = one_document_engine(AGENCIES)
     answer = engine.ask(question)
     assert not answer.abstained
     assert "Wetland Restoration Office (WRO)" in answer.sentences[0].text
