@@ -369,6 +369,20 @@ def test_refresh_keeps_serving_when_the_new_generation_cannot_be_loaded(
     assert engine.ask("migration").index_version == version
 
 
+def test_an_unreadable_calibration_fails_refresh_once_but_not_writes(
+    hashing_index_copy: Path,
+) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    threshold = engine.summary.abstain_threshold
+    (hashing_index_copy / "calibration.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="calibration.json is unreadable"):
+        engine.refresh()
+    assert engine.refresh() is False
+    assert engine.summary.abstain_threshold == threshold
+    engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])  # writes still work
+    assert current_version(hashing_index_copy) == engine.version
+
+
 def test_refresh_without_an_index_dir_does_nothing(engine: Engine) -> None:
     assert engine.index_dir is None
     assert engine.refresh() is False

@@ -285,7 +285,7 @@ class Engine:
             with writer_lock(self.index_dir):
                 # Build on the generation on disk if another writer (``citeqa index``,
                 # a second server) replaced ours, instead of discarding its work.
-                self._sync_with_disk(force=True)
+                self._sync_with_disk(writing=True)
                 return self._rebuild(change, persist=True)
 
     def refresh(self) -> bool:
@@ -296,17 +296,20 @@ class Engine:
         ``CURRENT`` and stats the calibration file), so a server calls it every few
         seconds. It returns False at once while this engine writes: that write
         builds on the generation on disk anyway. A generation that cannot be
-        loaded raises once (``IndexStoreError``); the engine keeps serving its own
-        and does not retry until ``CURRENT`` changes again.
+        loaded (``IndexStoreError``) or an unreadable calibration
+        (``InvalidInputError``) raises once; the engine keeps serving what it had
+        and does not retry until one of the two files changes again.
         """
         if self.index_dir is None or not self._write_lock.acquire(blocking=False):
             return False
         try:
-            return self._sync_with_disk(force=False)
+            return self._sync_with_disk(writing=False)
         finally:
             self._write_lock.release()
 
-    def _sync_with_disk(self, *, force: bool) -> bool:
+    def _sync_with_disk(self, *, writing: bool) -> bool:
+        """Load what is on disk if it changed; a write needs only the generation (a bad
+        calibration must not block it) and looks even if ``refresh`` already did."""
         assert self.index_dir is not None
         try:
             on_disk = current_version(self.index_dir)
@@ -316,17 +319,17 @@ class Engine:
             stamp: int | None = (self.index_dir / CALIBRATION_FILE).stat().st_mtime_ns
         except FileNotFoundError:
             stamp = None
-        seen = (on_disk, stamp)
-        if seen == self._seen_on_disk and not force:
-            return False
-        self._seen_on_disk = seen  # before loading: a bad generation is tried once
+        if not writing:
+            if (on_disk, stamp) == self._seen_on_disk:
+                return False
+            self._seen_on_disk = (on_disk, stamp)  # before loading: a bad one is tried once
         index = self.index
         if on_disk != index.version:
             fresh = load_index(self.index_dir, model=model_info(self.embedder))
             if fresh.version != index.version:  # else it fell back to ours (damaged on disk)
                 index = fresh
         summary = self.summary
-        threshold = read_calibration(self.index_dir) if stamp is not None else None
+        threshold = None if writing or stamp is None else read_calibration(self.index_dir)
         if threshold is not None and threshold != summary.abstain_threshold:
             summary = dataclasses.replace(summary, abstain_threshold=threshold)
         if index is self.index and summary is self.summary:

@@ -1,0 +1,164 @@
+"""Sentences a question names by the document's structure (citeqa._structure) and how
+the answerer adds them, with the fake embedder."""
+
+from __future__ import annotations
+
+import pytest
+
+from citeqa import (
+    ChunkingParams,
+    Engine,
+    HashingEmbedder,
+    SummaryParams,
+    build_index,
+    make_document,
+)
+from citeqa._structure import about_the_document, item_number
+
+
+def one_document_engine(text: str) -> Engine:
+    """An in-memory engine over ``text`` alone, in small chunks (the fake embedder)."""
+    embedder = HashingEmbedder()
+    data, _ = build_index(
+        [make_document(text, doc_id="doc")], embedder, ChunkingParams(max_tokens=40)
+    )
+    return Engine(data, embedder)
+
+
+@pytest.mark.parametrize(
+    "question, number",
+    [
+        ("What is WOLA's second recommendation?", 2),
+        ("What does the 3rd step require?", 3),
+        ("Name the tenth key priority.", 10),
+        ("What is the first area where changes are needed?", 1),
+        ("How many people asked in the first five months of 2021?", None),
+        ("What year did the first Moon landing take place?", None),
+        ("When did Harris first visit Guatemala?", None),
+    ],
+)
+def test_item_named_by_ordinal(question: str, number: int | None) -> None:
+    named = item_number(question)
+    assert (named[0] if named else None) == number
+
+
+REPORT = (
+    "# Report on Rivers\n\n"
+    "Rivers carry water from the mountains to the sea. Salmon swim upstream every autumn "
+    "to spawn in gravel beds. Otters hunt along muddy banks at night.\n\n"
+    "Floods reshape the valley floor every few decades. Farmers plant willows to hold "
+    "the soil. Bridges are rebuilt after the largest floods.\n\n"
+    "## What should change\n\n"
+    "We make these recommendations to the basin authority:\n\n"
+    "1.) Restore the wetlands along the lower course.\n\n"
+    "2.) Remove the weirs that block migrating fish.\n\n"
+    "3.) Publish water quality data every month.\n"
+)
+
+
+@pytest.fixture
+def report_engine() -> Engine:
+    return one_document_engine(REPORT)
+
+
+def test_the_item_a_question_names_is_the_answer(report_engine: Engine) -> None:
+    answer = report_engine.ask("What is the report's second recommendation?")
+    assert not answer.abstained
+    assert answer.sentences[0].text == "2.) Remove the weirs that block migrating fish."
+    without = report_engine.with_summary(SummaryParams(structure_weight=0.0))
+    plain = without.ask("What is the report's second recommendation?")
+    assert "2.)" not in plain.answer  # the words alone do not find it
+
+
+def test_an_item_outside_the_retrieved_passages_is_added(report_engine: Engine) -> None:
+    question = "What is the third recommendation about salmon and otters?"
+    without = report_engine.with_summary(SummaryParams(structure_weight=0.0)).ask(question, top_k=1)
+    assert all("3.)" not in c.text for c in without.citations)
+    answer = report_engine.ask(question, top_k=1)
+    [citation] = answer.citations  # still top_k passages
+    assert "3.) Publish water quality data every month." in citation.text
+    assert citation.retrievers == {"numbered_item": 1}
+    assert answer.sentences[0].text.startswith("3.)")
+
+
+def test_an_item_needs_a_list_noun_the_document_uses(report_engine: Engine) -> None:
+    for question in (
+        "What is the second pillar of the river plan?",  # the report never says "pillar"
+        "What is the fifth recommendation?",  # there is no fifth
+    ):
+        answer = report_engine.ask(question)
+        assert all("numbered_item" not in c.retrievers for c in answer.citations)
+        assert not answer.sentences or not answer.sentences[0].text[:1].isdigit()
+
+
+def test_items_only_in_hybrid_mode(report_engine: Engine) -> None:
+    for mode in ("dense", "lexical"):
+        answer = report_engine.ask(
+            "What is the third recommendation?", top_k=1, mode=mode  # type: ignore[arg-type]
+        )
+        assert all(set(c.retrievers) == {mode} for c in answer.citations)
+
+
+@pytest.mark.parametrize(
+    "question, about",
+    [
+        ("When was the commentary published?", True),
+        ("Which organization published this report?", True),
+        ("Who wrote this article?", True),
+        ("What is the title of the document?", True),
+        ("When was the report on disappearances published?", False),
+        ("What is the title of the executive order?", False),
+        ("When did Harris visit Guatemala?", False),
+    ],
+)
+def test_questionsabout_the_document_itself(question: str, about: bool) -> None:
+    assert about_the_document(question) is about
+
+
+BULLETIN = (
+    "Riverwatch Trust\n4 Mar 2024 | Bulletin\n\n"
+    "# Otters Return to the Lower Valley\n\n"
+    + " ".join(f"Survey {i} counted otters near bridge {i} at dawn." for i in range(1, 30))
+    + "\n"
+)
+
+
+@pytest.fixture
+def bulletin_engine() -> Engine:
+    return one_document_engine(BULLETIN)
+
+
+def test_the_front_matter_answers_questionsabout_the_document(
+    bulletin_engine: Engine,
+) -> None:
+    question = "When was this bulletin published?"
+    without = bulletin_engine.with_summary(SummaryParams(structure_weight=0.0))
+    assert "4 Mar 2024" not in without.ask(question, top_k=2).answer
+    answer = bulletin_engine.ask(question, top_k=2)
+    assert len(answer.citations) <= 2
+    assert answer.sentences[0].text == "Riverwatch Trust\n4 Mar 2024 | Bulletin"
+    assert answer.citations[0].start == 0
+
+
+def test_a_title_question_gets_the_title(bulletin_engine: Engine) -> None:
+    answer = bulletin_engine.ask("What is the title of the bulletin?")
+    assert answer.sentences[0].text.lstrip("# ") == "Otters Return to the Lower Valley"
+    assert "4 Mar 2024" not in answer.answer
+
+
+AGENCIES = (
+    "# Agencies\n\n"
+    + " ".join(f"Rangers patrolled sector {i} of the forest in spring." for i in range(1, 25))
+    + " Funding for the Wetland Restoration Office (WRO) doubled last year."
+    + " The WRO hired twelve hydrologists. Volunteers planted reeds along the shore.\n"
+)
+
+
+@pytest.mark.parametrize("question", ["What is the WRO?", "What does WRO stand for?"])
+def test_an_acronym_question_gets_the_sentence_that_spells_it_out(question: str) -> None:
+    engine = one_document_engine(AGENCIES)
+    answer = engine.ask(question)
+    assert not answer.abstained
+    assert "Wetland Restoration Office (WRO)" in answer.sentences[0].text
+    plain = engine.with_summary(SummaryParams(structure_weight=0.0)).ask(question)
+    assert plain.abstained or "(WRO)" not in plain.sentences[0].text
