@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +79,54 @@ def test_save_load_round_trip(lexical: LexicalIndex, tmp_path: Path) -> None:
     for query in ("missing people", "Harris Guatemala", "forensic bodies 37,000", "nothing"):
         np.testing.assert_allclose(loaded.scores(query), lexical.scores(query))
     assert loaded.idf() == pytest.approx(lexical.idf())
+
+
+QUERIES = ("missing people", "Harris Guatemala", "forensic bodies 37,000", "Mexico Mexico violence")
+
+
+def test_loaded_scores_match_bm25s(lexical: LexicalIndex, tmp_path: Path) -> None:
+    """``load`` reads bm25s's arrays without bm25s; it must score exactly as bm25s does."""
+    import bm25s
+
+    lexical.save(tmp_path / "bm25")
+    reference = bm25s.BM25.load(str(tmp_path / "bm25"), allow_pickle=False)
+    loaded = LexicalIndex.load(tmp_path / "bm25", len(TEXTS))
+    for query in QUERIES:
+        ids = [reference.vocab_dict[t] for t in terms(query) if t in reference.vocab_dict]
+        expected = reference.get_scores_from_ids(ids)
+        np.testing.assert_allclose(loaded.scores(query), expected, rtol=1e-6)
+
+
+def test_the_query_path_does_not_import_bm25s(hashing_index_dir: Path) -> None:
+    """bm25s pulls in numba and scipy (0.4 s and 40 MB or more): only building needs it."""
+    code = (
+        "import json, sys\n"
+        "from citeqa._store import load_index\n"
+        f"index = load_index({str(hashing_index_dir)!r})\n"
+        "index.lexical.scores('Harris visited Guatemala')\n"
+        "print(json.dumps([m for m in ('bm25s', 'numba', 'scipy') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def test_load_rejects_files_it_cannot_score(lexical: LexicalIndex, tmp_path: Path) -> None:
+    folder = tmp_path / "bm25"
+    lexical.save(folder)
+    params = json.loads((folder / "params.index.json").read_text())
+    (folder / "params.index.json").write_text(json.dumps({**params, "method": "bm25+"}))
+    with pytest.raises(ValueError, match="not supported"):
+        LexicalIndex.load(folder, len(TEXTS))
+    (folder / "params.index.json").write_text(json.dumps(params))
+    with pytest.raises(ValueError, match="beyond the 3 chunks"):
+        LexicalIndex.load(folder, 3)
+    np.save(folder / "data.csc.index.npy", np.zeros(1, dtype=np.float32))
+    with pytest.raises(ValueError, match="inconsistent lengths"):
+        LexicalIndex.load(folder, len(TEXTS))
+
+
+def test_only_a_built_index_can_be_saved(lexical: LexicalIndex, tmp_path: Path) -> None:
+    lexical.save(tmp_path / "a")
+    loaded = LexicalIndex.load(tmp_path / "a", len(TEXTS))
+    with pytest.raises(ValueError, match="built in this process"):
+        loaded.save(tmp_path / "b")
