@@ -107,7 +107,9 @@ def write_section(name: str, body: str) -> None:
     )
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else header
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    script = Path(sys.argv[0]).resolve()
+    shown = script.relative_to(REPO).as_posix() if script.is_relative_to(REPO) else sys.argv[0]
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", shown, *sys.argv[1:]])
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     section = (
         f"{start}\n## {name}\n\n"
