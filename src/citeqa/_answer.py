@@ -294,7 +294,7 @@ class Answerer:
             if len(top) > depth:  # a partial sort: the corpus may hold many more chunks
                 top = top[np.argpartition(-bm25[top], depth - 1)[:depth]]
             order = top[np.lexsort((top, -bm25[top]))]
-            lexical = [(int(i), float(bm25[i])) for i in order if bm25[i] > 0]
+            lexical = [(int(i), float(bm25[i])) for i in order]
         ranks: dict[int, dict[str, int]] = {}
         for name, hits in (("dense", dense), ("lexical", lexical)):
             for rank, (row, _) in enumerate(hits, start=1):

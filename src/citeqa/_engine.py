@@ -74,6 +74,14 @@ def read_calibration(index_dir: Path) -> float | None:
         ) from None
 
 
+def with_calibration(summary: SummaryParams, index_dir: Path) -> SummaryParams:
+    """``summary`` with the abstention threshold stored with the index, if there is one."""
+    threshold = read_calibration(index_dir)
+    if threshold is None or threshold == summary.abstain_threshold:
+        return summary
+    return dataclasses.replace(summary, abstain_threshold=threshold)
+
+
 def write_calibration(index_dir: Path, threshold: float, **details: object) -> Path:
     path = Path(index_dir) / CALIBRATION_FILE
     atomic_write_json(path, {"abstain_threshold": threshold, **details})
@@ -179,10 +187,7 @@ class Engine:
         index_dir = Path(index_dir)
         embedder = embedder or SentenceTransformerEmbedder()
         index = load_index(index_dir, model=model_info(embedder))
-        summary = summary or SummaryParams()
-        threshold = read_calibration(index_dir)
-        if threshold is not None:
-            summary = dataclasses.replace(summary, abstain_threshold=threshold)
+        summary = with_calibration(summary or SummaryParams(), index_dir)
         return cls(index, embedder, summary=summary, index_dir=index_dir)
 
     @property
@@ -329,9 +334,8 @@ class Engine:
             if fresh.version != index.version:  # else it fell back to ours (damaged on disk)
                 index = fresh
         summary = self.summary
-        threshold = None if writing or stamp is None else read_calibration(self.index_dir)
-        if threshold is not None and threshold != summary.abstain_threshold:
-            summary = dataclasses.replace(summary, abstain_threshold=threshold)
+        if not writing and stamp is not None:
+            summary = with_calibration(summary, self.index_dir)
         if index is self.index and summary is self.summary:
             return False
         self.summary = summary

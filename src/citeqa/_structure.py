@@ -87,12 +87,15 @@ def _document_question_terms() -> tuple[frozenset[str], frozenset[str], frozense
     return about, allowed, frozenset(terms(_TITLE_WORDS))
 
 
-def about_the_document(question: str) -> bool:
-    """Whether the question asks when, by whom or under what title the document was
-    published, and nothing else: such questions are answered by its front matter."""
+def about_the_document(question: str) -> str | None:
+    """What a question asks of the document itself, and nothing else: "title" (its title
+    alone) or "front" (when, by whom, under what title it was published); else None.
+    Such questions are answered by its front matter."""
     q_terms = set(terms(question))
-    about, allowed, _ = _document_question_terms()
-    return bool(q_terms & about) and q_terms <= allowed
+    about, allowed, title = _document_question_terms()
+    if not q_terms & about or not q_terms <= allowed:
+        return None
+    return "title" if q_terms & title else "front"
 
 
 class StructureLookup:
@@ -191,9 +194,9 @@ class StructureLookup:
         acronym = _ACRONYM_QUESTION.match(question)
         if acronym is not None:
             return self._definitions(acronym.group(1), docs), "definition"
-        if docs and about_the_document(question):
-            title_only = not _document_question_terms()[2].isdisjoint(terms(question))
-            return self._front_matter(docs[0], title_only=title_only), "front_matter"
+        asked = about_the_document(question) if docs else None
+        if asked is not None:
+            return self._front_matter(docs[0], title_only=asked == "title"), "front_matter"
         return [], ""
 
     def _definitions(self, acronym: str, docs: list[str]) -> list[int]:
