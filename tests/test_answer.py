@@ -121,6 +121,8 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
         ("In which year was it signed?", "date"),
         ("Who is the USAID chief?", "name"),
         ("Who led the delegation?", "name"),
+        ("What is the name of Mexico's refugee agency?", "name"),
+        ("what's the name of the task force", "name"),
         ("Why do people migrate?", None),
         ("asylum", None),
     ],
@@ -179,6 +181,20 @@ def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
 )
 def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
     assert _has_type(text, "number") is expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("support to the refugee agency, COMAR, in Mexico", True),  # an acronym is a name
+        ("a meeting with the secretary in March", False),
+        ("a meeting with Alejandro Mayorkas", True),
+        ("The meeting went well.", False),  # a capital that opens a sentence is no name
+        ("the U.S. and the UN", False),  # too short to tell from an abbreviation
+    ],
+)
+def test_names_are_runs_of_capitalised_words_or_acronyms(text: str, expected: bool) -> None:
+    assert _has_type(text, "name") is expected
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,8 @@ _MONTHS = (
     "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 )
 _DATE = re.compile(rf"\b(?:{_MONTHS})\b|\b(?:19|20)\d\d\b", re.IGNORECASE)
-_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+")
+#: a name: a run of capitalised words that does not open a sentence, or an acronym
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+|\b[A-Z]{3,}\b")
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
 
 
@@ -115,7 +116,9 @@ def _expected_type(question: str) -> str | None:
         return "number"
     if re.search(r"\bwhen\b|\bwhat (date|day|month|year)\b|\bwhich (date|day|month|year)\b", q):
         return "date"
-    if re.search(r"^\s*who\b|\bwho (is|was|are|were|led|leads|heads|said)\b", q):
+    if re.search(r"^\s*who\b|\bwho (is|was|are|were|led|leads|heads|said)\b", q) or re.search(
+        r"\bwhat(?:['’]s| is| was) the name\b", q
+    ):
         return "name"
     return None
 
