@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
-from citeqa._answer import _expected_type, _focus_terms, _has_type
+from citeqa._answer import Answerer, _expected_type, _focus_terms, _has_type, _type_tokens
 
 MODES = ("hybrid", "dense", "lexical")
 MISSING = "How many disappeared and missing people does the Mexican government recognize?"
@@ -181,6 +182,80 @@ def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
 )
 def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
     assert _has_type(text, "number") is expected
+
+
+@pytest.mark.parametrize(
+    "text, kind, tokens",
+    [
+        ("A $130 million investment over three years", "number", {"130", "million", "three"}),
+        ("over 88,700 people on June 14-15, 2021", "number", {"88700"}),  # dates are no counts
+        ("in Mexico June 14-15 and in May 2021", "date", {"june 14-15", "june", "may", "2021"}),
+        ("caravans in recent years, until today", "date", {"recent years", "until", "today"}),
+        ("starts at noon on Fridays or at 9 a.m.", "date", {"noon", "fridays", "9 a.m"}),
+        ("met with Harris, UNHCR and Mexico’s president", "name", {"harris", "unhcr", "mexico"}),
+        ("Families fleeing persecution have the right", "name", set()),  # opens the text
+    ],
+)
+def test_type_tokens(text: str, kind: str, tokens: set[str]) -> None:
+    assert _type_tokens(text, kind) == tokens
+
+
+def _row(engine: Engine, fragment: str) -> int:
+    answerer = engine._answerer
+    rows = range(len(answerer.index.sentences.starts))
+    return next(r for r in rows if fragment in answerer.sentence_text(r))
+
+
+@pytest.mark.parametrize(
+    "question, fragments, answers",
+    [
+        ("How much aid did Harris announce in April?", ["$310 million in humanitarian"], True),
+        # the sentence's only figure is the one the question names
+        ("How much of the $310 million went to Honduras?", ["$310 million in humanitarian"], False),
+        ("How many jobs will the package for southern Mexico create?", ["create jobs"], False),
+        ("When did DHS end Remain in Mexico?", ["officially ending the Remain"], True),
+        ("When will the high-level dialogues begin?", ["Plans for high-level dialogues"], False),
+        # any sentence of the answer may hold it
+        (
+            "When will the high-level dialogues begin?",
+            ["Plans for high-level dialogues", "officially ending the Remain"],
+            True,
+        ),
+        (
+            "Who is the head of the Special Prosecutor against Impunity (FECI)?",
+            ["Special Prosecutor against Impunity (FECI)"],
+            False,
+        ),
+        # a group of people, not a name, answers this "who"
+        ("Who has the right to seek asylum?", ["Families fleeing persecution"], True),
+        ("Why do migrants leave?", ["Families fleeing persecution"], True),  # no type asked
+    ],
+)
+def test_answer_must_hold_the_type_asked_for(
+    engine: Engine, question: str, fragments: list[str], answers: bool
+) -> None:
+    rows = np.asarray([_row(engine, fragment) for fragment in fragments])
+    assert engine._answerer._answers_type(question, rows) is answers
+
+
+@pytest.mark.parametrize(
+    "question, lacks",
+    [
+        ("How many jobs will the package for southern Mexico create?", True),
+        (MISSING, False),  # the best sentence gives 88,700
+    ],
+)
+def test_missing_type_lowers_the_evidence(engine: Engine, question: str, lacks: bool) -> None:
+    vector = engine.embedder.embed([question])[0]
+    answerer = engine._answerer
+    lenient = Answerer(
+        answerer.index, dataclasses.replace(answerer.params, missing_type_penalty=0.0)
+    )
+    penalty = answerer.params.missing_type_penalty
+    assert penalty > 0
+    assert answerer.evidence_score(question, vector) == pytest.approx(
+        lenient.evidence_score(question, vector) - (penalty if lacks else 0.0)
+    )
 
 
 @pytest.mark.parametrize(

@@ -75,6 +75,17 @@ def test_unanswerable_question_abstains(real_engine: Engine, check_answer) -> No
     assert answer.citations
 
 
+def test_a_figure_the_document_does_not_give_abstains(real_engine: Engine, check_answer) -> None:  # type: ignore[no-untyped-def]
+    """The document speaks of the package and of jobs, but gives no number of jobs:
+    the best sentence holds no figure, so the answer abstains rather than guess."""
+    answer = real_engine.ask("How many jobs will the growth package for southern Mexico create?")
+    check_answer(answer, real_engine.index.documents)
+    assert answer.abstained
+    answer = real_engine.ask("How many people requested protection in Mexico in 2021?")
+    assert not answer.abstained
+    assert "41,000" in answer.sentences[0].text
+
+
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
 def test_answer_invariants_with_the_real_model(  # type: ignore[no-untyped-def]
     real_engine: Engine, check_answer, seed_questions: list[str], mode: str

@@ -54,12 +54,17 @@ class SummaryParams:
     #: ("What is FECI?" → "... (FECI)")
     structure_weight: float = 0.5
     #: evidence below this abstains. Evidence = the best candidate sentence's cosine
-    #: minus ``missing_name_penalty`` per name the corpus never mentions (two at most).
+    #: minus ``missing_name_penalty`` per name the corpus never mentions (two at most)
+    #: and ``missing_type_penalty`` when the answer's sentences lack the type asked for.
     #: 0.374 is what ``citeqa eval --calibrate`` chooses on tests/questions.jsonl (the
     #: middle of the widest gap between the classes); it measures it for another corpus
     #: or question set.
     abstain_threshold: float = 0.374
     missing_name_penalty: float = 0.25
+    #: subtracted from the evidence when the answer's sentences lack what the question
+    #: asks for beyond what it names itself: a number for "how many", a date for "when",
+    #: a name for "who is the" (``Answerer._answers_type``)
+    missing_type_penalty: float = 0.5
 
 
 _NUMBER = re.compile(r"\d")
@@ -114,7 +119,11 @@ def _expected_type(question: str) -> str | None:
     q = question.lower()
     if re.search(r"\bhow (many|much)\b|\bwhat (number|percentage|amount|share)\b|\bhow large\b", q):
         return "number"
-    if re.search(r"\bwhen\b|\bwhat (date|day|month|year)\b|\bwhich (date|day|month|year)\b", q):
+    if re.search(
+        r"^\s*when\b|\bwhen (did|was|were|is|are|will|does|do|has|have|had|would)\b"
+        r"|\bwhat (date|day|month|year)\b|\bwhich (date|day|month|year)\b",
+        q,
+    ):
         return "date"
     if re.search(r"^\s*who\b|\bwho (is|was|are|were|led|leads|heads|said)\b", q) or re.search(
         r"\bwhat(?:['’]s| is| was) the name\b", q
@@ -131,6 +140,52 @@ def _focus_terms(question: str) -> frozenset[str]:
     for ("Which specific *areas*", "How many *days*"), which the answer usually names."""
     match = _FOCUS.search(question)
     return frozenset(terms(match.group(1))) if match else frozenset()
+
+
+_QUANTITY = re.compile(r"\d[\d,.]*\d|\d|[a-z]+")
+#: a time given by words, by the clock or by another event: "last year", "at noon on
+#: Fridays", "until access is restored", "once it is signed"
+_RELATIVE_DATE = re.compile(
+    r"\b(?:today|yesterday|tomorrow|tonight|now|currently|soon|later|earlier|previously"
+    r"|recently|already|ago|once|until|till|after|before|during|following|since|when|whenever"
+    r"|noon|midnight|morning|afternoon|evening|night|weekends?|daily|weekly|monthly|yearly"
+    r"|annually|spring|summer|autumn|winter"
+    r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?|\d{1,2}(?::\d\d)?\s*[ap]\.?m\b"
+    r"|(?:last|this|next|past|recent|coming)\s+(?:\w+\s+)?"
+    r"(?:days?|weeks?|months?|years?|decades?|fiscal year))\b",
+    re.IGNORECASE,
+)
+#: "who" questions that ask for a person or body by name, not for a group of people
+_ASKS_FOR_PERSON = re.compile(
+    r"\bwho\s+(?:is|was|are|were)\s+the\b|\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?"
+    r"|directs?)\b|\bwhat(?:['’]s|\s+is|\s+was)\s+the\s+name\b",
+    re.IGNORECASE,
+)
+_DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:\s*-\s*\d{{1,2}})?\b", re.IGNORECASE)
+
+
+def _type_tokens(text: str, kind: str) -> frozenset[str]:
+    """The numbers, dates or names (``kind``) a text holds, normalised so that a
+    question's own can be taken away. A date is no count: "June 1" and "2021" do not
+    answer "how many"."""
+    if kind == "name":  # any capitalised word but the first: "by Harris", "UNHCR"
+        return frozenset(
+            re.sub(r"['’]s$", "", m.group().lower()) for m in _CAPITALISED.finditer(text, 1)
+        )
+    if kind == "date":
+        found = [m.group().lower() for m in _DAY.finditer(text)]
+        found += [m.group().lower() for m in _DATE.finditer(text)]
+        found += [m.group().lower() for m in _RELATIVE_DATE.finditer(text)]
+        return frozenset(" ".join(f.split()) for f in found)
+    text = _DAY.sub(" ", text)
+    text = re.sub(r"\b(?:19|20)\d\d\b", " ", text)
+    out = set()
+    for token in _QUANTITY.findall(text.lower()):
+        if token[0].isdigit():
+            out.add(token.replace(",", ""))
+        elif token in _NUMBER_WORDS:
+            out.add(token)
+    return frozenset(out)
 
 
 def _has_type(text: str, kind: str) -> bool:
@@ -390,8 +445,9 @@ class Answerer:
 
     def _evaluate(
         self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
-    ) -> tuple[list[Citation], np.ndarray, np.ndarray, dict[int, int], float]:
-        """Citations, candidate sentence rows, their scores, row → citation id, evidence."""
+    ) -> tuple[list[Citation], np.ndarray, np.ndarray, dict[int, int], list[int], float]:
+        """Citations, candidate sentence rows, their scores, row → citation id, the
+        indexes (into rows) of the sentences an answer holds, and the evidence."""
         p = self.params
         index = self.index
         sims = _SentenceSims(index.sentences.vectors, query_vector)
@@ -424,6 +480,7 @@ class Answerer:
                 cite_of.setdefault(int(srow), cid)
         rows = np.fromiter(cite_of.keys(), dtype=np.int64, count=len(cite_of))
         scores = np.zeros(len(rows), dtype=np.float32)
+        chosen: list[int] = []
         evidence = float("-inf")
         if len(rows):
             scores = self._score_sentences(question, query_vector, hits, rows, cite_of, sims)
@@ -435,7 +492,10 @@ class Answerer:
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             names = min(self._missing_names(question), 2)
             evidence = float(cosines.max()) - p.missing_name_penalty * names
-        return citations, rows, scores, cite_of, evidence
+            chosen = self._select(rows, scores)
+            if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
+                evidence -= p.missing_type_penalty
+        return citations, rows, scores, cite_of, chosen, evidence
 
     def _score_sentences(
         self,
@@ -489,6 +549,18 @@ class Answerer:
                 scores[i] -= p.type_weight  # a bare heading rarely answers; a numbered one may
         return scores.astype(np.float32)
 
+    def _answers_type(self, question: str, rows: np.ndarray) -> bool:
+        """Whether the sentences of an answer (``rows``) hold what the question asks for
+        (a number for "how many", a date for "when", a name for "who is the") other than
+        what the question names itself. "How many women will the $40 million initiative
+        reach?" is not answered by the sentence about the $40 million initiative,
+        however close."""
+        kind = _expected_type(question)
+        if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
+            return True  # "Who has the right to asylum?" is answered by "Families ..."
+        asked = _type_tokens(question, kind)
+        return any(_type_tokens(self.sentence_text(int(r)), kind) - asked for r in rows)
+
     def _has_type(self, row: int, kind: str) -> bool:
         key = (row, kind)
         cached = self._types.get(key)
@@ -533,19 +605,18 @@ class Answerer:
         self, question: str, query_vector: np.ndarray, top_k: int = 5, mode: Mode = "hybrid"
     ) -> float:
         """The score compared with ``abstain_threshold``: below it, the answer abstains."""
-        return self._evaluate(question, query_vector, top_k, mode)[4]
+        return self._evaluate(question, query_vector, top_k, mode)[5]
 
     def answer(
         self, question: str, query_vector: np.ndarray, *, top_k: int = 5, mode: Mode = "hybrid"
     ) -> Answer:
         index = self.index
-        citations, rows, scores, cite_of, evidence = self._evaluate(
+        citations, rows, scores, cite_of, chosen, evidence = self._evaluate(
             question, query_vector, top_k, mode
         )
         if not len(rows) or evidence < self.params.abstain_threshold:
             return Answer(question, ABSTAIN_TEXT, True, index.version, [], citations)
 
-        chosen = self._select(rows, scores)
         chosen.sort(
             key=lambda i: (index.sentences.doc_ids[rows[i]], index.sentences.starts[rows[i]])
         )
