@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
-from citeqa._answer import Answerer, _expected_type, _focus_terms, _has_type, _type_tokens
+from citeqa._answer import (
+    Answerer,
+    _expected_type,
+    _focus_terms,
+    _has_type,
+    _type_tokens,
+    core_question,
+)
 
 MODES = ("hybrid", "dense", "lexical")
 MISSING = "How many disappeared and missing people does the Mexican government recognize?"
@@ -283,3 +290,30 @@ def test_names_are_runs_of_capitalised_words_or_acronyms(text: str, expected: bo
 )
 def test_question_focus(question: str, focus: set[str]) -> None:
     assert _focus_terms(question) == focus
+
+
+@pytest.mark.parametrize(
+    "question, core",
+    [
+        ("According to the WOLA commentary, how many are missing?", "How many are missing?"),
+        ("In the article, what did Harris say?", "What did Harris say?"),
+        ("In this report, when was the law passed?", "When was the law passed?"),
+        ("What did Harris say, according to the authors?", "What did Harris say?"),
+        ("How many according to the report?", "How many?"),
+        # the article is what is asked about, or a place is not a source: unchanged
+        ("Who are the authors of the article?", "Who are the authors of the article?"),
+        ("What is in the article?", "What is in the article?"),
+        ("In the United States, how many?", "In the United States, how many?"),
+        ("According to the commentary?", "According to the commentary?"),
+    ],
+)
+def test_core_question_drops_a_frame_that_names_the_corpus(question: str, core: str) -> None:
+    assert core_question(question) == core
+
+
+def test_a_framed_question_gets_the_answer_of_the_bare_one(engine: Engine) -> None:
+    bare = engine.ask(MISSING)
+    framed = engine.ask("According to the commentary, " + MISSING[0].lower() + MISSING[1:])
+    assert framed.question.startswith("According to the commentary, how many")
+    assert framed.answer == bare.answer
+    assert [c.chunk_id for c in framed.citations] == [c.chunk_id for c in bare.citations]

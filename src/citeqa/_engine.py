@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._answer import Answerer, SummaryParams
+from ._answer import Answerer, SummaryParams, core_question
 from ._chunking import ChunkingParams
 from ._documents import load_documents, validate_doc_id
 from ._embedding import Embedder, SentenceTransformerEmbedder
@@ -226,13 +226,15 @@ class Engine:
     def ask(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> Answer:
         question = validate_query(question, top_k, mode)
         answerer = self._answerer  # one generation for the whole answer
-        return answerer.answer(question, self.encode_query(question), top_k=top_k, mode=mode)
+        vector = self.encode_query(core_question(question))
+        return answerer.answer(question, vector, top_k=top_k, mode=mode)
 
     def evidence_score(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> float:
         """The score ``ask`` compares with the abstention threshold (for calibration)."""
         question = validate_query(question, top_k, mode)
         answerer = self._answerer
-        return answerer.evidence_score(question, self.encode_query(question), top_k, mode)
+        vector = self.encode_query(core_question(question))
+        return answerer.evidence_score(question, vector, top_k, mode)
 
     def with_summary(self, summary: SummaryParams) -> Engine:
         """The same index and embedder with other summary parameters (for evaluation)."""
