@@ -300,6 +300,11 @@ def test_question_focus(question: str, focus: set[str]) -> None:
         ("In this report, when was the law passed?", "When was the law passed?"),
         ("What did Harris say, according to the authors?", "What did Harris say?"),
         ("How many according to the report?", "How many?"),
+        ("What does the article say about caravans?", "Caravans"),  # a topic
+        ("Does the commentary mention Title 42?", "Title 42"),
+        ("Did the report discuss Honduras?", "Honduras"),
+        ("What does the law say about asylum?", "What does the law say about asylum?"),
+        ("What does the article say?", "What does the article say?"),
         # the article is what is asked about, or a place is not a source: unchanged
         ("Who are the authors of the article?", "Who are the authors of the article?"),
         ("What is in the article?", "What is in the article?"),
@@ -317,3 +322,21 @@ def test_a_framed_question_gets_the_answer_of_the_bare_one(engine: Engine) -> No
     assert framed.question.startswith("According to the commentary, how many")
     assert framed.answer == bare.answer
     assert [c.chunk_id for c in framed.citations] == [c.chunk_id for c in bare.citations]
+
+
+@pytest.mark.parametrize(
+    "question", ["Does the commentary mention Narnia?", "According to the Narnia Times, why?"]
+)
+def test_a_name_in_the_frame_or_topic_still_counts_as_missing(
+    engine: Engine, question: str
+) -> None:
+    """The frame goes before matching, but "Narnia" is still a name the corpus lacks,
+    even where the bare topic would open with it."""
+    vector = engine.embedder.embed([core_question(question)])[0]
+    answerer = engine._answerer
+    lenient = Answerer(
+        answerer.index, dataclasses.replace(answerer.params, missing_name_penalty=0.0)
+    )
+    assert answerer.evidence_score(question, vector) == pytest.approx(
+        lenient.evidence_score(question, vector) - answerer.params.missing_name_penalty
+    )
