@@ -3,6 +3,7 @@ the answerer adds them, with the fake embedder."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from citeqa import (
@@ -13,6 +14,7 @@ from citeqa import (
     build_index,
     make_document,
 )
+from citeqa._answer import Answerer
 from citeqa._structure import about_the_document, item_number
 
 
@@ -163,3 +165,41 @@ def test_an_acronym_question_gets_the_sentence_that_spells_it_out(question: str)
     assert "Wetland Restoration Office (WRO)" in answer.sentences[0].text
     plain = engine.with_summary(SummaryParams(structure_weight=0.0)).ask(question)
     assert plain.abstained or "(WRO)" not in plain.sentences[0].text
+
+
+PASTED = (
+    "# River notes\n\n"
+    "Salmon swim upstream every autumn to spawn in gravel beds.\n\n"
+    "Rivers matter to everyone. Join our river campaign to learn more.\n\n"
+    "Otters hunt along muddy banks at night. These include: otters.\n\n"
+    "Floods reshape the valley floor every few decades. These include: floods.\n\n"
+    "Protect the rivers you love. Join our river campaign to learn more.\n\n"
+    "Sign up today. Join our river campaign to learn more. Share it. Tell a friend.\n"
+)
+
+
+def test_short_paragraphs_that_repeat_a_sentence_are_boilerplate() -> None:
+    engine = one_document_engine(PASTED)
+    answerer = engine._answerer
+    boilerplate = {answerer.sentence_text(r) for r in answerer._structure.boilerplate_rows}
+    assert boilerplate == {
+        "Rivers matter to everyone.",
+        "Protect the rivers you love.",
+        "Join our river campaign to learn more.",
+    }  # not "These include:" (too short to tell), nor the paragraph of four sentences
+
+
+def test_boilerplate_sentences_score_less_by_the_penalty() -> None:
+    engine = one_document_engine(PASTED)
+    question = "Why do rivers matter?"
+    vector = engine.embedder.embed([question])[0]
+    strict = Answerer(engine.index, SummaryParams())
+    lenient = Answerer(engine.index, SummaryParams(boilerplate_penalty=0.0))
+    _, rows, scores, *_ = strict._evaluate(question, vector, 5, "hybrid")
+    _, same_rows, lenient_scores, *_ = lenient._evaluate(question, vector, 5, "hybrid")
+    assert rows.tolist() == same_rows.tolist()
+    boilerplate = np.isin(rows, list(strict._structure.boilerplate_rows))
+    assert boilerplate.any() and not boilerplate.all()
+    penalty = SummaryParams().boilerplate_penalty
+    assert penalty > 0
+    assert np.allclose(lenient_scores - scores, penalty * boilerplate, atol=1e-6)

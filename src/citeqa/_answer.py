@@ -53,6 +53,9 @@ class SummaryParams:
     #: the commentary published?" → the dateline and title) or an acronym's definition
     #: ("What is FECI?" → "... (FECI)")
     structure_weight: float = 0.5
+    #: taken from the score of a sentence in a paragraph that repeats a sentence of its
+    #: document word for word (a call to action pasted after several sections)
+    boilerplate_penalty: float = 0.3
     #: evidence below this abstains. Evidence = the best candidate sentence's cosine
     #: minus ``missing_name_penalty`` per name the corpus never mentions (two at most)
     #: and ``missing_type_penalty`` when the answer's sentences lack the type asked for.
@@ -582,6 +585,7 @@ class Answerer:
         q_numbers = {t for t in q_terms if t[0].isdigit()}
         kind = _expected_type(question)
         focus = _focus_terms(question) if p.focus_weight else frozenset()
+        boilerplate = self._structure.boilerplate_rows if p.boilerplate_penalty else frozenset()
         for i, row in enumerate(row_list):
             have = self._terms_of_sentence(row)
             if focus:
@@ -592,6 +596,8 @@ class Answerer:
                 scores[i] += p.type_weight if self._has_type(row, kind) else -p.type_weight
             if self._bare_heading(row):
                 scores[i] -= p.type_weight  # a bare heading rarely answers; a numbered one may
+            if row in boilerplate:
+                scores[i] -= p.boilerplate_penalty
         return scores.astype(np.float32)
 
     def _answers_type(self, question: str, rows: np.ndarray) -> bool:

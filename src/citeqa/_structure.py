@@ -10,6 +10,7 @@ it; the answerer adds it to the candidates (``Answerer._with_structure``).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import cached_property, lru_cache
 
 import numpy as np
@@ -151,6 +152,40 @@ class StructureLookup:
             if row == len(doc_ids) or doc_ids[row] != doc_ids[start]:
                 out[doc_ids[start]] = range(start, row)
                 start = row
+        return out
+
+    @cached_property
+    def boilerplate_rows(self) -> frozenset[int]:
+        """Rows of the sentences of a short paragraph that repeats a sentence of its
+        document word for word: a call to action or a newsletter prompt pasted into the
+        text ("Join the ... campaign to learn more." after several sections). Such a
+        paragraph speaks of the topic in general terms, so it matches many questions
+        while answering none."""
+        out: set[int] = set()
+        for doc_id, rows in self._doc_rows.items():
+            said = [" ".join(self._text(row).split()) for row in rows]
+            counts = Counter(said)
+            # "These include:" may well recur in plain text; five words or more hardly do
+            pasted = {
+                row
+                for row, words in zip(rows, said, strict=True)
+                if counts[words] > 1 and words.count(" ") >= 4
+            }
+            for paragraph in self._paragraphs(doc_id, rows):
+                if len(paragraph) <= 3 and not pasted.isdisjoint(paragraph):
+                    out.update(paragraph)
+        return frozenset(out)
+
+    def _paragraphs(self, doc_id: str, rows: range) -> list[list[int]]:
+        """A document's sentence rows grouped by paragraph (a blank line between)."""
+        s = self.index.sentences
+        text = self.index.documents[doc_id].text
+        out: list[list[int]] = []
+        for row in rows:
+            if out and "\n\n" not in text[int(s.ends[out[-1][-1]]) : int(s.starts[row])]:
+                out[-1].append(row)
+            else:
+                out.append([row])
         return out
 
     def _front_matter(self, doc_id: str, *, title_only: bool = False) -> list[int]:
