@@ -15,7 +15,7 @@ from citeqa import (
     make_document,
 )
 from citeqa._answer import Answerer
-from citeqa._structure import about_the_document, item_number
+from citeqa._structure import LAST, about_the_document, item_number
 
 
 def one_document_engine(text: str) -> Engine:
@@ -37,6 +37,10 @@ def one_document_engine(text: str) -> Engine:
         ("How many people asked in the first five months of 2021?", None),
         ("What year did the first Moon landing take place?", None),
         ("When did Harris first visit Guatemala?", None),
+        ("What is WOLA's final recommendation?", LAST),
+        ("And the last step?", LAST),
+        ("What happened last year?", None),
+        ("How many asked in the last five months?", None),
     ],
 )
 def test_item_named_by_ordinal(question: str, number: int | None) -> None:
@@ -70,6 +74,14 @@ def test_the_item_a_question_names_is_the_answer(report_engine: Engine) -> None:
     without = report_engine.with_summary(SummaryParams(structure_weight=0.0))
     plain = without.ask("What is the report's second recommendation?")
     assert "2.)" not in plain.answer  # the words alone do not find it
+
+
+def test_the_last_item_is_the_highest_numbered(report_engine: Engine) -> None:
+    without = report_engine.with_summary(SummaryParams(structure_weight=0.0))
+    for question in ("What is the final recommendation?", "What is the last recommendation?"):
+        said = [s.text for s in report_engine.ask(question).sentences]
+        assert "3.) Publish water quality data every month." in said
+        assert "3.)" not in without.ask(question).answer  # the words alone do not find it
 
 
 def test_an_item_outside_the_retrieved_passages_is_added(report_engine: Engine) -> None:

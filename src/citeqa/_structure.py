@@ -18,14 +18,17 @@ import numpy as np
 from ._index import IndexData
 from ._lexical import terms
 
+#: the item a question names by ordinal; LAST stands for the list's highest number
+LAST = -1
 _ORDINALS = {
     word: n
     for n, word in enumerate(
         "first second third fourth fifth sixth seventh eighth ninth tenth".split(), start=1
     )
-}
+} | {"last": LAST, "final": LAST}
 _ORDINAL = re.compile(
-    r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|(\d{1,2})(?:st|nd|rd|th))"
+    r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|final"
+    r"|(\d{1,2})(?:st|nd|rd|th))"
     r"\s+(?:([a-z-]+)\s+)?([a-z-]+)",
     re.I,
 )
@@ -42,7 +45,8 @@ _ITEM_MARKER = re.compile(r"\s*\(?(\d{1,2})(?:\.\)|\.|\))(?!\d)\s")
 
 def item_number(question: str) -> tuple[int, frozenset[str]] | None:
     """The item a question names by its ordinal and a list noun, with the noun's
-    terms: "WOLA's second recommendation" → (2, {"recommend"}), "the 3rd step" → 3."""
+    terms: "WOLA's second recommendation" → (2, {"recommend"}), "the 3rd step" → 3,
+    "the final recommendation" → ``LAST``."""
     for match in _ORDINAL.finditer(question):
         nouns = [w for w in (match.group(3), match.group(4)) if w]
         found = frozenset(t for w in nouns for t in terms(w)) & _list_noun_terms()
@@ -124,6 +128,12 @@ class StructureLookup:
             if match:
                 out.setdefault((doc, int(match.group(1))), []).append(row)
         return out
+
+    def _item(self, doc_id: str, n: int) -> int:
+        """``n``, or for ``LAST`` the highest item number in the document."""
+        if n != LAST:
+            return n
+        return max((m for doc, m in self._numbered_rows if doc == doc_id), default=0)
 
     def _document_terms(self, doc_id: str) -> frozenset[str]:
         cached = self._doc_terms.get(doc_id)
@@ -223,7 +233,7 @@ class StructureLookup:
                 r
                 for doc in docs
                 if not nouns.isdisjoint(self._document_terms(doc))
-                for r in self._numbered_rows.get((doc, n), [])
+                for r in self._numbered_rows.get((doc, self._item(doc, n)), [])
             ]
             return rows, "numbered_item"
         acronym = _ACRONYM_QUESTION.match(question)
