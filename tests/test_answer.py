@@ -196,6 +196,8 @@ def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
     [
         ("A $130 million investment over three years", "number", {"130", "million", "three"}),
         ("over 88,700 people on June 14-15, 2021", "number", {"88700"}),  # dates are no counts
+        ("a five-day trip, twenty-five people", "number", {"five-day", "twenty", "five"}),
+        ("a long-term plan", "number", set()),
         ("in Mexico June 14-15 and in May 2021", "date", {"june 14-15", "june", "may", "2021"}),
         ("caravans in recent years, until today", "date", {"recent years", "until", "today"}),
         ("starts at noon on Fridays or at 9 a.m.", "date", {"noon", "fridays", "9 a.m"}),
@@ -222,6 +224,10 @@ def _row(engine: Engine, fragment: str) -> int:
         ("How many jobs will the package for southern Mexico create?", ["create jobs"], False),
         ("When did DHS end Remain in Mexico?", ["officially ending the Remain"], True),
         ("When will the high-level dialogues begin?", ["Plans for high-level dialogues"], False),
+        # a count of years answers how many years, not how many girls
+        ("How many girls does the $40 million plan train?", ["three-year initiative"], False),
+        ("How many years does the $40 million plan run?", ["three-year initiative"], True),
+        ("Who is Guatemala's attorney general?", ["Families fleeing persecution"], False),
         # any sentence of the answer may hold it
         (
             "When will the high-level dialogues begin?",

@@ -188,6 +188,7 @@ def _focus_terms(question: str) -> frozenset[str]:
 
 
 _QUANTITY = re.compile(r"\d[\d,.]*\d|\d|[a-z]+")
+_COMPOUND = re.compile(r"\b(\d[\d,.]*|[a-z]+)-([a-z]+)\b")
 #: a time given by words, by the clock or by another event: "last year", "at noon on
 #: Fridays", "until access is restored", "once it is signed"
 _RELATIVE_DATE = re.compile(
@@ -202,7 +203,8 @@ _RELATIVE_DATE = re.compile(
 )
 #: "who" questions that ask for a person or body by name, not for a group of people
 _ASKS_FOR_PERSON = re.compile(
-    r"\bwho\s+(?:is|was|are|were)\s+the\b|\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?"
+    r"\bwho\s+(?:is|was|are|were)\s+(?:the\b|\w+['’]s\s)"
+    r"|\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?"
     r"|directs?)\b|\bwhat(?:['’]s|\s+is|\s+was)\s+the\s+name\b",
     re.IGNORECASE,
 )
@@ -222,10 +224,19 @@ def _type_tokens(text: str, kind: str) -> frozenset[str]:
         found += [m.group().lower() for m in _DATE.finditer(text)]
         found += [m.group().lower() for m in _RELATIVE_DATE.finditer(text)]
         return frozenset(" ".join(f.split()) for f in found)
-    text = _DAY.sub(" ", text)
+    text = _DAY.sub(" ", text.lower())
     text = re.sub(r"\b(?:19|20)\d\d\b", " ", text)
     out = set()
-    for token in _QUANTITY.findall(text.lower()):
+
+    def counted_unit(match: re.Match[str]) -> str:
+        count, unit = match.groups()
+        if unit in _NUMBER_WORDS or not (count[0].isdigit() or count in _NUMBER_WORDS):
+            return match.group()  # "twenty-five", "long-term": for the scan below
+        out.add(f"{count.replace(',', '')}-{unit}")  # "a five-day trip" counts days
+        return " "
+
+    text = _COMPOUND.sub(counted_unit, text)
+    for token in _QUANTITY.findall(text):
         if token[0].isdigit():
             out.add(token.replace(",", ""))
         elif token in _NUMBER_WORDS:
@@ -610,7 +621,14 @@ class Answerer:
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
         asked = _type_tokens(question, kind)
-        return any(_type_tokens(self.sentence_text(int(r)), kind) - asked for r in rows)
+        # a count of units answers only a question about those units: "a three-year
+        # initiative" tells how many years, not how many women
+        units = {w.rstrip("s") for w in re.findall(r"[a-z]+", question.lower())}
+        return any(
+            "-" not in token or token.split("-", 1)[1].rstrip("s") in units
+            for r in rows
+            for token in _type_tokens(self.sentence_text(int(r)), kind) - asked
+        )
 
     def _has_type(self, row: int, kind: str) -> bool:
         key = (row, kind)
