@@ -177,6 +177,13 @@ def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
     assert answerer._missing_names("What did Narnia promise the region?") == 1
 
 
+def test_a_longer_form_of_a_known_word_is_no_missing_name(engine: Engine) -> None:
+    answerer = engine._answerer
+    assert answerer._missing_names("When did Mexico send the Guardsmen?") == 0  # "Guard"
+    assert answerer._missing_names("Did Guatemalans protest?") == 0
+    assert answerer._missing_names("When did Mexico send the Narnians?") == 1
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

@@ -465,11 +465,13 @@ class Answerer:
 
     def _known(self, term: str) -> bool:
         """Whether the corpus has the term, or a longer or shorter form of it
-        ("Guatemalan" for "Guatemala")."""
+        ("Guatemalan" for "Guatemala", "guard" for "Guardsmen")."""
         if term in self._idf:
             return True
         if len(term) < 6:
             return False
+        if any(term[:k] in self._idf for k in range(5, len(term))):
+            return True
         vocab = self._sorted_vocabulary
         prefix = term[:6]
         i = bisect.bisect_left(vocab, prefix)
