@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,9 @@ def _bars(title: str, groups: list[str], series: dict[str, list[float]], ylabel:
     for i, (name, values) in enumerate(series.items()):
         bars = ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=name)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, [g.replace("$", r"\$") for g in groups])  # no mathtext from labels
+    # wrapped, so that long labels do not run into each other on a narrow chart;
+    # "$" escaped, so that no label turns into mathtext
+    ax.set_xticks(x, [textwrap.fill(g, 12).replace("$", r"\$") for g in groups])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
