@@ -67,12 +67,16 @@ _ABOUT_DOCUMENT = frozenset(
     "publish published publication release released issued posted written wrote write author "
     "authors title titled headline date dated".split()
 )
-#: words such a question may hold besides: what the document is, and who or when
-_DOCUMENT_WORDS = frozenset(
+#: what a question may call a document of the corpus ("the *commentary*", "this *article*")
+DOCUMENT_NOUNS = tuple(
     "commentary article report document piece analysis paper post memo brief statement text "
-    "bulletin newsletter editorial column study review "
-    "essay blog story note letter update organization organisation group institution outlet "
-    "name day year month original full exact".split()
+    "bulletin newsletter editorial column study review essay blog story note letter update "
+    "publication passage".split()
+)
+#: words such a question may hold besides: what the document is, and who or when
+_DOCUMENT_WORDS = frozenset(DOCUMENT_NOUNS) | frozenset(
+    "organization organisation group institution outlet name day year month original full "
+    "exact".split()
 )
 _TITLE_WORDS = "title titled headline"  # ask for the title alone
 
