@@ -98,3 +98,34 @@ def test_onnx_without_an_export_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidInputError, match="run citeqa index once"):
         OnnxEmbedder(cache_dir=tmp_path, export=False)
+
+
+def test_stale_onnx_exports_are_pruned_and_nothing_else(tmp_path: Path) -> None:
+    from citeqa._embedding import ONNX_META, _weights_key, prune_stale_exports
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    cache = tmp_path / "cache"
+
+    def export(name: str, source: Path | str, manifest: bool = True) -> Path:
+        folder = cache / name
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"onnx")
+        if manifest:
+            (folder / ONNX_META).write_text(json.dumps({"source": str(source)}), "utf-8")
+        return folder
+
+    current = export(_weights_key(model), model)
+    gone = export("0" * 16, tmp_path / "deleted-venv" / "model")  # its virtualenv was removed
+    changed = export("1" * 16, model)  # the model's weights changed since this export
+    foreign = export("notes", model, manifest=False)
+    garbled = export("2" * 16, model, manifest=False)
+    (garbled / ONNX_META).write_text("not json", encoding="utf-8")
+    kept = export("3" * 16, tmp_path / "also-gone")
+
+    removed = prune_stale_exports(cache, keep=kept)
+    assert sorted(removed) == sorted([gone, changed])
+    assert all(f.is_dir() for f in (current, foreign, garbled, kept))
+    assert not gone.exists() and not changed.exists()
+    assert prune_stale_exports(tmp_path / "no-cache-yet") == []

@@ -304,7 +304,35 @@ def export_onnx(
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    prune_stale_exports(target.parent, keep=target)
     return target
+
+
+def prune_stale_exports(cache_dir: Path, *, keep: Path | None = None) -> list[Path]:
+    """Remove the exports in ``cache_dir`` whose model is gone or has changed.
+
+    An export is named by its model's path and weights, so every new virtualenv
+    or reinstalled model makes another (about 90 MB for the bundled one); without
+    this the cache grows by one for each. Only folders holding our manifest are
+    touched. Returns the folders removed.
+    """
+    import json
+    import shutil
+
+    removed = []
+    for folder in sorted(cache_dir.iterdir()) if cache_dir.is_dir() else []:
+        meta = folder / ONNX_META
+        if folder == keep or not meta.is_file():
+            continue
+        try:
+            source = Path(json.loads(meta.read_text(encoding="utf-8"))["source"])
+            stale = not source.is_dir() or _weights_key(source) != folder.name
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours to judge
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 class OnnxEmbedder(Embedder):
