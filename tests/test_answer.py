@@ -141,6 +141,9 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
         ("How many people are missing?", "number"),
         ("how much money was pledged", "number"),
         ("What percentage of migrants return?", "number"),
+        ("What exact number of troops were sent?", "number"),
+        ("What is the total dollar value of the package?", "number"),
+        ("What annual budget does COMAR get?", "number"),
         ("When did Mayorkas visit Mexico?", "date"),
         ("In which year was it signed?", "date"),
         ("Who is the USAID chief?", "name"),
@@ -225,6 +228,7 @@ def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
         ("caravans in recent years, until today", "date", {"recent years", "until", "today"}),
         ("starts at noon on Fridays or at 9 a.m.", "date", {"noon", "fridays", "9 a.m"}),
         ("met with Harris, UNHCR and Mexico’s president", "name", {"harri", "unhcr", "mexico"}),
+        ("Mayorkas visited Mexico June 14-15, not on a Friday", "name", {"mexico"}),  # no months
         ("Families fleeing persecution have the right", "name", set()),  # opens the text
     ],
 )
@@ -251,6 +255,14 @@ def _row(engine: Engine, fragment: str) -> int:
         ("How many girls does the $40 million plan train?", ["three-year initiative"], False),
         ("How many years does the $40 million plan run?", ["three-year initiative"], True),
         ("Who is Guatemala's attorney general?", ["Families fleeing persecution"], False),
+        # a sum of money answers "how much funding", a count of people does not
+        ("How much funding did the missing-persons partnership get?", ["88,700"], False),
+        ("How much funding did UNHCR get in FY2020?", ["$42 million in support"], True),
+        ("What budget does COMAR have?", ["additional budget and staffing"], False),
+        ("What percentage of cases go unpunished?", ["88,700"], False),
+        # "thousands" is no exact number
+        ("Exactly how many troops did Mexico deploy?", ["deployment of thousands"], False),
+        ("How many troops did Mexico deploy?", ["deployment of thousands"], True),
         # any sentence of the answer may hold it
         (
             "When will the high-level dialogues begin?",

@@ -65,8 +65,9 @@ class SummaryParams:
     abstain_threshold: float = 0.374
     missing_name_penalty: float = 0.25
     #: subtracted from the evidence when the answer's sentences lack what the question
-    #: asks for beyond what it names itself: a number for "how many", a date for "when",
-    #: a name for "who is the" (``Answerer._answers_type``)
+    #: asks for beyond what it names itself: a number for "how many" (a sum of money for
+    #: "how much funding", a share for "what percentage", digits for "exactly how
+    #: many"), a date for "when", a name for "who is the" (``Answerer._answers_type``)
     missing_type_penalty: float = 0.5
 
 
@@ -120,7 +121,11 @@ _NUMBER_WORDS = frozenset(
 def _expected_type(question: str) -> str | None:
     """The kind of answer a question asks for, when its form says so."""
     q = question.lower()
-    if re.search(r"\bhow (many|much)\b|\bwhat (number|percentage|amount|share)\b|\bhow large\b", q):
+    if re.search(
+        r"\bhow (many|much|large)\b|\bwhat (?:(?:is|was|are|were) the )?(?:\w+ )?"
+        r"(?:number|percentage|amount|share|proportion|sum|figure|budget|cost|dollar value)\b",
+        q,
+    ):
         return "number"
     if re.search(
         r"^\s*when\b|\bwhen (did|was|were|is|are|will|does|do|has|have|had|would)\b"
@@ -207,14 +212,42 @@ _ASKS_FOR_PERSON = re.compile(
     re.IGNORECASE,
 )
 _DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:\s*-\s*\d{{1,2}})?\b", re.IGNORECASE)
+#: number questions that a count does not answer: a sum of money ("How much funding
+#: ...?", "What budget ...?") or a share ("What percentage ...?")
+_ASKS_FOR_MONEY = re.compile(
+    r"\bhow much\b(?=.*\b(?:money|funds?|funding|funded|aid|assistance|support|budget"
+    r"|costs?|dollars?|spend|spent|invest(?:ed|ment)?|grants?|loans?|financing|pledged?"
+    r"|commit(?:ted)?|donated?|paid|pay)\b)"
+    r"|\bwhat (?:(?:is|was) the )?(?:\w+ )?(?:dollar (?:amount|value|figure)|sum|budget|cost)\b",
+    re.IGNORECASE,
+)
+_ASKS_FOR_SHARE = re.compile(
+    r"\bwhat (?:\w+ )?(?:percentage|percent|share|proportion|fraction)\b|\bhow many percent\b",
+    re.IGNORECASE,
+)
+_ASKS_EXACTLY = re.compile(r"\b(?:exact(?:ly)?|precise(?:ly)?)\b", re.IGNORECASE)
+_VAGUE_NUMBERS = frozenset("dozens hundreds thousands millions billions".split())
+_MONEY = re.compile(
+    r"[$€£]\s?\d[\d,.]*(?:\s*(?:million|billion|trillion|bn)\b)?"
+    r"|\b\d[\d,.]*\s*(?:million|billion|trillion)?\s*(?:dollars|pesos|euros|USD)\b",
+    re.IGNORECASE,
+)
+_SHARE = re.compile(
+    r"\b\d[\d,.]*\s*(?:%|percent\b|per\s+cent\b)|\b(?:half|thirds?|quarters?)\b", re.IGNORECASE
+)
+
+
+_CALENDAR_TERMS = frozenset(
+    terms(_MONTHS.replace("|", " ") + " monday tuesday wednesday thursday friday saturday sunday")
+)
 
 
 def _type_tokens(text: str, kind: str) -> frozenset[str]:
     """The numbers, dates or names (``kind``) a text holds, normalised so that a
     question's own can be taken away. A date is no count: "June 1" and "2021" do not
     answer "how many"."""
-    if kind == "name":  # any capitalised word but the first: "by Harris", "UNHCR"
-        return frozenset(_proper_terms(text))
+    if kind == "name":  # any capitalised word but the first ("by Harris", "UNHCR"), no month
+        return frozenset(_proper_terms(text)) - _CALENDAR_TERMS
     if kind == "date":
         found = [m.group().lower() for m in _DAY.finditer(text)]
         found += [m.group().lower() for m in _DATE.finditer(text)]
@@ -622,12 +655,24 @@ class Answerer:
         kind = _expected_type(question)
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
+        unit = _MONEY if _ASKS_FOR_MONEY.search(question) else None
+        unit = _SHARE if _ASKS_FOR_SHARE.search(question) else unit
+        if kind == "number" and unit is not None:  # "88,700 people" is no sum of money
+            have = {" ".join(m.lower().split()) for m in unit.findall(question)}
+            return any(
+                " ".join(m.lower().split()) not in have
+                for r in rows
+                for m in unit.findall(self.sentence_text(int(r)))
+            )
         asked = _type_tokens(question, kind)
         # a count of units answers only a question about those units: "a three-year
         # initiative" tells how many years, not how many women
         units = {w.rstrip("s") for w in re.findall(r"[a-z]+", question.lower())}
+        # "thousands of troops" is no answer to "exactly how many troops"
+        vague = _VAGUE_NUMBERS if kind == "number" and _ASKS_EXACTLY.search(question) else ()
         return any(
-            "-" not in token or token.split("-", 1)[1].rstrip("s") in units
+            ("-" not in token or token.split("-", 1)[1].rstrip("s") in units)
+            and token not in vague
             for r in rows
             for token in _type_tokens(self.sentence_text(int(r)), kind) - asked
         )
