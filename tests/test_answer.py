@@ -10,6 +10,7 @@ import pytest
 from citeqa import ABSTAIN_TEXT, Engine, SummaryParams
 from citeqa._answer import (
     Answerer,
+    _countries,
     _expected_type,
     _focus_terms,
     _has_type,
@@ -236,6 +237,15 @@ def test_type_tokens(text: str, kind: str, tokens: set[str]) -> None:
     assert _type_tokens(text, kind) == tokens
 
 
+def test_countries_are_found_by_name_and_short_form() -> None:
+    text = "the U.S., El Salvador and Guinea-Bissau, Niger, Nigeria, Central America, Bolivia"
+    assert _countries(text) == {
+        "United States", "El Salvador", "Guinea-Bissau", "Niger", "Nigeria",
+        "Bolivia, Plurinational State of",
+    }
+    assert _countries("a Mexican official, Nigerians") == set()
+
+
 def _row(engine: Engine, fragment: str) -> int:
     answerer = engine._answerer
     rows = range(len(answerer.index.sentences.starts))
@@ -260,6 +270,10 @@ def _row(engine: Engine, fragment: str) -> int:
         ("How much funding did UNHCR get in FY2020?", ["$42 million in support"], True),
         ("What budget does COMAR have?", ["additional budget and staffing"], False),
         ("What percentage of cases go unpunished?", ["88,700"], False),
+        # a region is no country
+        ("Which countries did Power visit on her trip?", ["five-day trip to Central"], False),
+        ("In which country did Blinken meet his counterparts?", ["Costa Rica on June 1"], True),
+        ("Which country did Harris visit after Guatemala?", ["visit to Mexico on June 8"], True),
         # "thousands" is no exact number
         ("Exactly how many troops did Mexico deploy?", ["deployment of thousands"], False),
         ("How many troops did Mexico deploy?", ["deployment of thousands"], True),

@@ -242,6 +242,38 @@ _CALENDAR_TERMS = frozenset(
 )
 
 
+_ASKS_FOR_COUNTRY = re.compile(
+    r"\b(?:which|what)\s+(?:\w+\s+){0,3}?(?:countr(?:y|ies)|nations?)\b", re.IGNORECASE
+)
+#: short forms that ISO 3166 does not list
+_COUNTRY_ALIASES = {
+    "U.S.": "United States", "US": "United States", "USA": "United States",
+    "United States of America": "United States", "Britain": "United Kingdom",
+    "UK": "United Kingdom", "Russia": "Russian Federation",
+}
+
+
+@lru_cache(maxsize=1)
+def _country_pattern() -> tuple[re.Pattern[str], dict[str, str]]:
+    """A regex over the world's country names (ISO 3166, via pycountry) → canonical name."""
+    import pycountry
+
+    canonical = dict(_COUNTRY_ALIASES)
+    for country in pycountry.countries:
+        name = country.name
+        for form in (name, name.split(",")[0], getattr(country, "common_name", None)):
+            if form:
+                canonical.setdefault(form, name)
+    forms = sorted(canonical, key=len, reverse=True)  # "Guinea-Bissau" before "Guinea"
+    alternation = "|".join(re.escape(f) for f in forms)
+    return re.compile(rf"(?<![\w.])(?:{alternation})(?![\w-])"), canonical
+
+
+def _countries(text: str) -> frozenset[str]:
+    pattern, canonical = _country_pattern()
+    return frozenset(canonical[m.group()] for m in pattern.finditer(text))
+
+
 def _type_tokens(text: str, kind: str) -> frozenset[str]:
     """The numbers, dates or names (``kind``) a text holds, normalised so that a
     question's own can be taken away. A date is no count: "June 1" and "2021" do not
@@ -652,6 +684,9 @@ class Answerer:
         what the question names itself. "How many women will the $40 million initiative
         reach?" is not answered by the sentence about the $40 million initiative,
         however close."""
+        if _ASKS_FOR_COUNTRY.search(question):  # a region is no answer: "Central America"
+            named = _countries(question)
+            return any(_countries(self.sentence_text(int(r))) - named for r in rows)
         kind = _expected_type(question)
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
