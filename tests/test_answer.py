@@ -147,6 +147,8 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
         ("What annual budget does COMAR get?", "number"),
         ("When did Mayorkas visit Mexico?", "date"),
         ("In which year was it signed?", "date"),
+        ("On what exact date was it announced?", "date"),
+        ("On which dates did Harris travel?", "date"),
         ("Who is the USAID chief?", "name"),
         ("Who led the delegation?", "name"),
         ("What is the name of Mexico's refugee agency?", "name"),
@@ -227,6 +229,8 @@ def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
         ("a long-term plan", "number", set()),
         ("in Mexico June 14-15 and in May 2021", "date", {"june 14-15", "june", "may", "2021"}),
         ("caravans in recent years, until today", "date", {"recent years", "until", "today"}),
+        ("the law may end in May", "date", {"may"}),  # the month, not the verb
+        ("in the weeks before June 14-15, 2021", "calendar", {"june 14-15", "june"}),
         ("starts at noon on Fridays or at 9 a.m.", "date", {"noon", "fridays", "9 a.m"}),
         ("met with Harris, UNHCR and Mexico’s president", "name", {"harri", "unhcr", "mexico"}),
         ("Mayorkas visited Mexico June 14-15, not on a Friday", "name", {"mexico"}),  # no months
@@ -270,6 +274,13 @@ def _row(engine: Engine, fragment: str) -> int:
         ("How much funding did UNHCR get in FY2020?", ["$42 million in support"], True),
         ("What budget does COMAR have?", ["additional budget and staffing"], False),
         ("What percentage of cases go unpunished?", ["88,700"], False),
+        # a sentence on another year does not answer for this one
+        ("How much did the US give UNHCR in FY2021?", ["$42 million in support"], False),
+        ("How much did the US give UNHCR in FY2020?", ["$42 million in support"], True),
+        ("How much did the US give UNHCR in 2020?", ["$42 million in support"], True),
+        # "in past weeks" tells when, but not on what date
+        ("On what date was Operation Sentinel announced?", ["related Operation Sentinel"], False),
+        ("When did DHS announce Operation Sentinel?", ["related Operation Sentinel"], True),
         # a region is no country
         ("Which countries did Power visit on her trip?", ["five-day trip to Central"], False),
         ("In which country did Blinken meet his counterparts?", ["Costa Rica on June 1"], True),

@@ -76,7 +76,9 @@ _MONTHS = (
     "january|february|march|april|may|june|july|august|september|october|november|december"
     "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
 )
-_DATE = re.compile(rf"\b(?:{_MONTHS})\b|\b(?:19|20)\d\d\b", re.IGNORECASE)
+#: a month by its capitalised name: "in May" is a date, "may end" is not
+_MONTH = re.compile(rf"\b(?:{_MONTHS.title()})\b")
+_DATE = re.compile(rf"{_MONTH.pattern}|\b(?:19|20)\d\d\b")
 #: a name: a run of capitalised words that does not open a sentence, or an acronym
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+|\b[A-Z]{3,}\b")
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
@@ -129,7 +131,7 @@ def _expected_type(question: str) -> str | None:
         return "number"
     if re.search(
         r"^\s*when\b|\bwhen (did|was|were|is|are|will|does|do|has|have|had|would)\b"
-        r"|\bwhat (date|day|month|year)\b|\bwhich (date|day|month|year)\b",
+        r"|\b(?:what|which) (?:exact |precise )?(?:dates?|days?|months?|years?)\b",
         q,
     ):
         return "date"
@@ -242,6 +244,11 @@ _CALENDAR_TERMS = frozenset(
 )
 
 
+_ASKS_FOR_CALENDAR_DATE = re.compile(
+    r"\b(?:what|which)\s+(?:exact\s+|precise\s+)?(?:dates?|days?)\b|\bexactly\s+when\b",
+    re.IGNORECASE,
+)
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
 _ASKS_FOR_COUNTRY = re.compile(
     r"\b(?:which|what)\s+(?:\w+\s+){0,3}?(?:countr(?:y|ies)|nations?)\b", re.IGNORECASE
 )
@@ -280,6 +287,10 @@ def _type_tokens(text: str, kind: str) -> frozenset[str]:
     answer "how many"."""
     if kind == "name":  # any capitalised word but the first ("by Harris", "UNHCR"), no month
         return frozenset(_proper_terms(text)) - _CALENDAR_TERMS
+    if kind == "calendar":  # "On what date ...?": a month or a day, not "recently"
+        found = [m.group().lower() for m in _DAY.finditer(text)]
+        found += [m.group().lower() for m in _MONTH.finditer(text)]
+        return frozenset(" ".join(f.split()) for f in found)
     if kind == "date":
         found = [m.group().lower() for m in _DAY.finditer(text)]
         found += [m.group().lower() for m in _DATE.finditer(text)]
@@ -680,13 +691,19 @@ class Answerer:
 
     def _answers_type(self, question: str, rows: np.ndarray) -> bool:
         """Whether the sentences of an answer (``rows``) hold what the question asks for
-        (a number for "how many", a date for "when", a name for "who is the") other than
-        what the question names itself. "How many women will the $40 million initiative
-        reach?" is not answered by the sentence about the $40 million initiative,
-        however close."""
+        (a number for "how many", a date for "when", a name for "who is the", a country
+        for "which countries") other than what the question names itself, and speak of
+        the year it names, if they name any. "How many women will the $40 million
+        initiative reach?" is not answered by the sentence about the $40 million
+        initiative, however close."""
+        texts = [self.sentence_text(int(r)) for r in rows]
+        asked_years = set(_YEAR.findall(question))
+        answer_years = {y for text in texts for y in _YEAR.findall(text)}
+        if asked_years and answer_years and not asked_years & answer_years:
+            return False  # "in FY2021?" is not answered by a sentence on FY2020 alone
         if _ASKS_FOR_COUNTRY.search(question):  # a region is no answer: "Central America"
             named = _countries(question)
-            return any(_countries(self.sentence_text(int(r))) - named for r in rows)
+            return any(_countries(text) - named for text in texts)
         kind = _expected_type(question)
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
@@ -694,11 +711,10 @@ class Answerer:
         unit = _SHARE if _ASKS_FOR_SHARE.search(question) else unit
         if kind == "number" and unit is not None:  # "88,700 people" is no sum of money
             have = {" ".join(m.lower().split()) for m in unit.findall(question)}
-            return any(
-                " ".join(m.lower().split()) not in have
-                for r in rows
-                for m in unit.findall(self.sentence_text(int(r)))
-            )
+            found = {" ".join(m.lower().split()) for text in texts for m in unit.findall(text)}
+            return bool(found - have)
+        if kind == "date" and _ASKS_FOR_CALENDAR_DATE.search(question):
+            kind = "calendar"
         asked = _type_tokens(question, kind)
         # a count of units answers only a question about those units: "a three-year
         # initiative" tells how many years, not how many women
@@ -708,8 +724,8 @@ class Answerer:
         return any(
             ("-" not in token or token.split("-", 1)[1].rstrip("s") in units)
             and token not in vague
-            for r in rows
-            for token in _type_tokens(self.sentence_text(int(r)), kind) - asked
+            for text in texts
+            for token in _type_tokens(text, kind) - asked
         )
 
     def _has_type(self, row: int, kind: str) -> bool:
