@@ -14,6 +14,7 @@ from citeqa._answer import (
     _expected_type,
     _focus_terms,
     _has_type,
+    _titled_people,
     _type_tokens,
     core_question,
 )
@@ -250,6 +251,24 @@ def test_countries_are_found_by_name_and_short_form() -> None:
     assert _countries("a Mexican official, Nigerians") == set()
 
 
+@pytest.mark.parametrize(
+    "text, people",
+    [
+        ("Secretary of State Antony Blinken had met", {"antony blinken"}),
+        (
+            "Secretary of the Department of Homeland Security Alejandro Mayorkas visited",
+            {"alejandro mayorkas"},
+        ),
+        ("USAID chief Samantha Power began", {"samantha power"}),
+        ("Vice President Kamala Harris’s trip, Secretary Mayorkas", {"kamala harris", "mayorkas"}),
+        ("Joint Task Force Alpha, between the Departments of Justice and Homeland Security", set()),
+        ("the head of USAID and the Special Prosecutor against Impunity (FECI)", set()),
+    ],
+)
+def test_titled_people(text: str, people: set[str]) -> None:
+    assert _titled_people(text) == people
+
+
 def _row(engine: Engine, fragment: str) -> int:
     answerer = engine._answerer
     rows = range(len(answerer.index.sentences.starts))
@@ -281,6 +300,10 @@ def _row(engine: Engine, fragment: str) -> int:
         # "in past weeks" tells when, but not on what date
         ("On what date was Operation Sentinel announced?", ["related Operation Sentinel"], False),
         ("When did DHS announce Operation Sentinel?", ["related Operation Sentinel"], True),
+        # an office is held by a person: a body or a plain name does not answer
+        ("Who leads Joint Task Force Alpha?", ["announcement of Joint Task Force Alpha"], False),
+        ("Who is the USAID chief?", ["chief Samantha Power"], True),
+        ("Who is Mexico's foreign minister?", ["Foreign Minister Marcelo Ebrard"], True),
         # a region is no country
         ("Which countries did Power visit on her trip?", ["five-day trip to Central"], False),
         ("In which country did Blinken meet his counterparts?", ["Costa Rica on June 1"], True),

@@ -248,6 +248,53 @@ _ASKS_FOR_CALENDAR_DATE = re.compile(
     r"\b(?:what|which)\s+(?:exact\s+|precise\s+)?(?:dates?|days?)\b|\bexactly\s+when\b",
     re.IGNORECASE,
 )
+#: "who" questions about the holder of an office, which only a person's name answers
+_ASKS_FOR_OFFICE_HOLDER = re.compile(
+    r"\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?|directs?)\b"
+    r"|\bwho\s+(?:is|was|will\s+be)\s+(?:the|\w+['’]s)\s+(?:\w+\s+){0,3}?"
+    r"(?:head|chief|director|leader|commissioner|minister|secretary|president|attorney"
+    r"\s+general|ambassador|chair(?:man|woman|person)?|governor|mayor|spokes(?:man|woman"
+    r"|person)|coordinator|envoy|czar)\b",
+    re.IGNORECASE,
+)
+_ROLE_WORDS = frozenset(
+    "president secretary minister chief head director commissioner ambassador attorney "
+    "general senator sen. representative rep. governor mayor judge prosecutor dr. mr. ms. "
+    "mrs. leader spokesperson spokesman spokeswoman envoy czar coordinator chair chairman "
+    "chairwoman vice prime foreign interior deputy".split()
+)
+_INSTITUTION_WORDS = frozenset(
+    "department ministry office agency state states security homeland justice treasury "
+    "defense defence commerce labor labour health affairs force task unit institute "
+    "commission council court congress senate house administration government "
+    "republic nations union".split()
+)
+_OFFICE_WORDS = _ROLE_WORDS | _INSTITUTION_WORDS | {"of", "the", "for", "and"}
+#: a run of capitalised words after a title: "Vice President Kamala Harris",
+#: "Secretary of the Department of Homeland Security Alejandro Mayorkas", "USAID chief
+#: Samantha Power"
+_TITLED_RUN = re.compile(r"\b[A-Za-z]+\.?(?:(?:\s+(?:of|the|for|and))*\s+[A-Z][\w’'.-]*)+")
+
+
+def _titled_people(text: str) -> frozenset[str]:
+    """Names that follow a title or role word: "Foreign Minister Marcelo Ebrard" →
+    "marcelo ebrard", "Secretary Mayorkas" → "mayorkas". A body ("Joint Task Force
+    Alpha", "the Special Prosecutor against Impunity") names nobody."""
+    out = set()
+    for match in _TITLED_RUN.finditer(text):
+        words = match.group().split()
+        roles = [i for i, w in enumerate(words) if w.lower().rstrip(",") in _ROLE_WORDS]
+        if not roles:
+            continue
+        tail = words[roles[0] + 1 :]
+        # the name follows the last word of the office: "... of Homeland Security Alejandro"
+        cut = max((i for i, w in enumerate(tail) if w.lower() in _OFFICE_WORDS), default=-1)
+        name = [w for w in tail[cut + 1 :] if w[:1].isupper() and not w.isupper()]  # no USAID
+        if name:
+            out.add(re.sub(r"(?:['’]s)?[.,;:]*$", "", " ".join(name)).lower())
+    return frozenset(out)
+
+
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
 _ASKS_FOR_COUNTRY = re.compile(
     r"\b(?:which|what)\s+(?:\w+\s+){0,3}?(?:countr(?:y|ies)|nations?)\b", re.IGNORECASE
@@ -704,6 +751,9 @@ class Answerer:
         if _ASKS_FOR_COUNTRY.search(question):  # a region is no answer: "Central America"
             named = _countries(question)
             return any(_countries(text) - named for text in texts)
+        if _ASKS_FOR_OFFICE_HOLDER.search(question):  # "Who leads Joint Task Force Alpha?"
+            named = _titled_people(question)
+            return any(_titled_people(text) - named for text in texts)
         kind = _expected_type(question)
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
