@@ -228,6 +228,7 @@ def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
         ("over 88,700 people on June 14-15, 2021", "number", {"88700"}),  # dates are no counts
         ("a five-day trip, twenty-five people", "number", {"five-day", "twenty", "five"}),
         ("a long-term plan", "number", set()),
+        ("one of the policies, one shelter", "number", {"one"}),
         ("in Mexico June 14-15 and in May 2021", "date", {"june 14-15", "june", "may", "2021"}),
         ("caravans in recent years, until today", "date", {"recent years", "until", "today"}),
         ("the law may end in May", "date", {"may"}),  # the month, not the verb
