@@ -108,22 +108,6 @@ def test_word_budget_limits_further_sentences(engine: Engine) -> None:
     assert len(answer.sentences) == 1  # the best sentence always; no room for a second
 
 
-def test_a_long_sentence_does_not_shut_out_a_short_one(engine: Engine) -> None:
-    sentences = Answerer(engine.index)
-    words = {
-        row: len(sentences.sentence_text(row).split())
-        for row in range(len(engine.index.sentences.starts))
-    }
-    short = [row for row, n in words.items() if 12 <= n <= 20][:2]
-    long = next(row for row, n in words.items() if n > 30)
-    budget = words[short[0]] + words[short[1]]  # room for the two short ones only
-    answerer = Answerer(engine.index, SummaryParams(max_words=budget, keep_ratio=0.5))
-    rows = np.asarray([short[0], long, short[1]], dtype=np.int64)
-    # the long sentence scores next after the best, but it does not fit the budget
-    chosen = answerer._select(rows, np.asarray([1.0, 0.99, 0.9], dtype=np.float32))
-    assert chosen == [0, 2]
-
-
 def test_to_dict_is_plain_data(engine: Engine) -> None:
     answer = engine.ask(MISSING)
     as_dict = answer.to_dict()

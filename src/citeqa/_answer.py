@@ -866,19 +866,15 @@ class Answerer:
             candidates = [int(i) for i in order if int(i) not in chosen and scores[i] >= floor]
             if not candidates:
                 break
-            redundancy = (vectors[candidates] @ vectors[chosen].T).max(axis=1)
-            mmr = p.mmr_lambda * scores[candidates] - (1 - p.mmr_lambda) * redundancy
-            # the best pick that still fits: a long sentence does not shut out a short one
-            fitting = [
-                (float(mmr[j]), i, n_words)
-                for j, i in enumerate(candidates)
-                if redundancy[j] <= 0.95
-                and words + (n_words := len(self.sentence_text(int(rows[i])).split()))
-                <= p.max_words
-            ]
-            if not fitting:
+            similarity = vectors[candidates] @ vectors[chosen].T
+            mmr = p.mmr_lambda * scores[candidates] - (1 - p.mmr_lambda) * similarity.max(axis=1)
+            pick = candidates[int(np.argmax(mmr))]
+            n_words = len(self.sentence_text(int(rows[pick])).split())
+            if (
+                words + n_words > p.max_words
+                or similarity.max(axis=1)[candidates.index(pick)] > 0.95
+            ):
                 break
-            _, pick, n_words = max(fitting)
             chosen.append(pick)
             words += n_words
         return chosen
