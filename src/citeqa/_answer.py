@@ -249,19 +249,31 @@ _ASKS_FOR_CALENDAR_DATE = re.compile(
     re.IGNORECASE,
 )
 #: "who" questions about the holder of an office, which only a person's name answers
+#: offices by kind: a question about an ambassador is not answered by a secretary
+_ROLES = {
+    **dict.fromkeys(
+        "head chief director leader chair chairman chairwoman chairperson coordinator czar "
+        "commissioner".split(), "lead"),
+    **dict.fromkeys("minister secretary".split(), "minister"),
+    **dict.fromkeys("president prime".split(), "president"),
+    **dict.fromkeys("ambassador envoy".split(), "ambassador"),
+    **dict.fromkeys("attorney general prosecutor judge".split(), "justice"),
+    **dict.fromkeys("governor mayor".split(), "governor"),
+    **dict.fromkeys("senator sen. representative rep. congressman congresswoman".split(),
+                    "legislator"),
+    **dict.fromkeys("spokesperson spokesman spokeswoman".split(), "spokesperson"),
+}
+#: titles of no particular office, and words that qualify one ("Vice President")
+_TITLE_WORDS = frozenset("dr. mr. ms. mrs. vice foreign interior deputy".split())
+_ROLE_WORDS = frozenset(_ROLES) | _TITLE_WORDS
+_ROLE_PATTERN = "|".join(sorted((re.escape(w) for w in _ROLES), key=len, reverse=True))
+#: questions about the holder of an office, which only a person's name answers: "Who
+#: leads ...?", "Who is the head of ...?", "What is the name of Guatemala's president?"
 _ASKS_FOR_OFFICE_HOLDER = re.compile(
     r"\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?|directs?)\b"
-    r"|\bwho\s+(?:is|was|will\s+be)\s+(?:the|\w+['’]s)\s+(?:\w+\s+){0,3}?"
-    r"(?:head|chief|director|leader|commissioner|minister|secretary|president|attorney"
-    r"\s+general|ambassador|chair(?:man|woman|person)?|governor|mayor|spokes(?:man|woman"
-    r"|person)|coordinator|envoy|czar)\b",
+    r"|(?:\bwho\s+(?:is|was|will\s+be)|\bwhat(?:['’]s|\s+is|\s+was)\s+the\s+name\s+of)"
+    rf"\s+(?:the|\w+['’]s)\s+(?:\S+\s+){{0,3}}?(?:{_ROLE_PATTERN})\b",
     re.IGNORECASE,
-)
-_ROLE_WORDS = frozenset(
-    "president secretary minister chief head director commissioner ambassador attorney "
-    "general senator sen. representative rep. governor mayor judge prosecutor dr. mr. ms. "
-    "mrs. leader spokesperson spokesman spokeswoman envoy czar coordinator chair chairman "
-    "chairwoman vice prime foreign interior deputy".split()
 )
 _INSTITUTION_WORDS = frozenset(
     "department ministry office agency state states security homeland justice treasury "
@@ -276,25 +288,48 @@ _OFFICE_WORDS = _ROLE_WORDS | _INSTITUTION_WORDS | {"of", "the", "for", "and"}
 _TITLED_RUN = re.compile(r"\b[A-Za-z]+\.?(?:(?:\s+(?:of|the|for|and))*\s+[A-Z][\w’'.-]*)+")
 
 
-def _titled_people(text: str) -> frozenset[str]:
-    """Names that follow a title or role word: "Foreign Minister Marcelo Ebrard" →
-    "marcelo ebrard", "Secretary Mayorkas" → "mayorkas". A body ("Joint Task Force
+def _roles(words: list[str]) -> frozenset[str]:
+    return frozenset(_ROLES[w] for w in (w.lower().strip(",?") for w in words) if w in _ROLES)
+
+
+def _titled_people(text: str) -> dict[str, frozenset[str]]:
+    """Names that follow a title or role word, each with the kinds of office its title
+    names: "Foreign Minister Marcelo Ebrard" → {"marcelo ebrard": {"minister"}},
+    "Secretary Mayorkas" → {"mayorkas": {"minister"}}. A body ("Joint Task Force
     Alpha", "the Special Prosecutor against Impunity") names nobody."""
-    out = set()
+    out: dict[str, frozenset[str]] = {}
     for match in _TITLED_RUN.finditer(text):
         words = match.group().split()
-        roles = [i for i, w in enumerate(words) if w.lower().rstrip(",") in _ROLE_WORDS]
-        if not roles:
+        titles = [i for i, w in enumerate(words) if w.lower().rstrip(",") in _ROLE_WORDS]
+        if not titles:
             continue
-        tail = words[roles[0] + 1 :]
+        tail = words[titles[0] + 1 :]
         # the name follows the last word of the office: "... of Homeland Security Alejandro"
         cut = max((i for i, w in enumerate(tail) if w.lower() in _OFFICE_WORDS), default=-1)
         name = [w for w in tail[cut + 1 :] if w[:1].isupper() and not w.isupper()]  # no USAID
         if name:
-            out.add(re.sub(r"(?:['’]s)?[.,;:]*$", "", " ".join(name)).lower())
-    return frozenset(out)
+            key = re.sub(r"(?:['’]s)?[.,;:]*$", "", " ".join(name)).lower()
+            out[key] = _roles(words[: titles[0] + 2 + cut])
+    return out
 
 
+def _names_office_holder(question: str, texts: list[str]) -> bool:
+    """Whether the texts name, with a title, a person who may hold the office the
+    question asks about: a title of the same kind ("ambassador" is not answered by
+    "Secretary Mayorkas"), and nobody the question names itself ("Who was the head of
+    FECI when Harris visited?" is not answered by "Vice President Kamala Harris")."""
+    asked_roles = _roles(question.split())
+    in_question = {w.lower() for w in re.findall(r"[A-Z][\w.-]*", question)}
+    return any(
+        not set(name.split()) & in_question
+        and (not asked_roles or not roles or bool(roles & asked_roles))
+        for text in texts
+        for name, roles in _titled_people(text).items()
+    )
+
+
+_ASKS_FOR_YEAR = re.compile(r"\b(?:what|which)\s+(?:month\s+and\s+)?year\b", re.IGNORECASE)
+_CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
 _ASKS_FOR_COUNTRY = re.compile(
     r"\b(?:which|what)\s+(?:\w+\s+){0,3}?(?:countr(?:y|ies)|nations?)\b", re.IGNORECASE
@@ -738,11 +773,12 @@ class Answerer:
 
     def _answers_type(self, question: str, rows: np.ndarray) -> bool:
         """Whether the sentences of an answer (``rows``) hold what the question asks for
-        (a number for "how many", a date for "when", a name for "who is the", a country
-        for "which countries") other than what the question names itself, and speak of
-        the year it names, if they name any. "How many women will the $40 million
-        initiative reach?" is not answered by the sentence about the $40 million
-        initiative, however close."""
+        (a number for "how many", a sum for "how much funding", a date for "when", a
+        year for "in what year", a name for "who is the", a titled person for "who
+        leads", a country for "which countries") other than what the question names
+        itself, and speak of the year it names, if they name any. "How many women will
+        the $40 million initiative reach?" is not answered by the sentence about the $40
+        million initiative, however close."""
         texts = [self.sentence_text(int(r)) for r in rows]
         asked_years = set(_YEAR.findall(question))
         answer_years = {y for text in texts for y in _YEAR.findall(text)}
@@ -752,8 +788,7 @@ class Answerer:
             named = _countries(question)
             return any(_countries(text) - named for text in texts)
         if _ASKS_FOR_OFFICE_HOLDER.search(question):  # "Who leads Joint Task Force Alpha?"
-            named = _titled_people(question)
-            return any(_titled_people(text) - named for text in texts)
+            return _names_office_holder(question, texts)
         kind = _expected_type(question)
         if kind is None or (kind == "name" and not _ASKS_FOR_PERSON.search(question)):
             return True  # "Who has the right to asylum?" is answered by "Families ..."
@@ -763,6 +798,9 @@ class Answerer:
             have = {" ".join(m.lower().split()) for m in unit.findall(question)}
             found = {" ".join(m.lower().split()) for text in texts for m in unit.findall(text)}
             return bool(found - have)
+        if kind == "date" and _ASKS_FOR_YEAR.search(question):  # "On June 15" names none
+            # a calendar year: "FY2020" is a budget's year, not when something happened
+            return any(set(_CALENDAR_YEAR.findall(text)) - asked_years for text in texts)
         if kind == "date" and _ASKS_FOR_CALENDAR_DATE.search(question):
             kind = "calendar"
         asked = _type_tokens(question, kind)
