@@ -124,8 +124,9 @@ def _expected_type(question: str) -> str | None:
     """The kind of answer a question asks for, when its form says so."""
     q = question.lower()
     if re.search(
-        r"\bhow (many|much|large)\b|\bwhat (?:(?:is|was|are|were) the )?(?:\w+ )?"
-        r"(?:number|percentage|amount|share|proportion|sum|figure|budget|cost|dollar value)\b",
+        r"\bhow (many|much|large)\b|\bwhat(?:['’]s| is| was| are| were)? (?:the |\w+['’]s )?"
+        r"(?:\w+ )?(?:number|percentage|amount|share|proportion|sum|figure|budget|cost"
+        r"|dollar value)\b",
         q,
     ):
         return "number"
@@ -217,10 +218,11 @@ _DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:\s*-\s*\d{{1,2}})?\b", re.
 #: number questions that a count does not answer: a sum of money ("How much funding
 #: ...?", "What budget ...?") or a share ("What percentage ...?")
 _ASKS_FOR_MONEY = re.compile(
-    r"\bhow much\b(?=.*\b(?:money|funds?|funding|funded|aid|assistance|support|budget"
+    r"^(?=.*\bhow much\b).*\b(?:money|funds?|funding|funded|aid|assistance|support|budget"
     r"|costs?|dollars?|spend|spent|invest(?:ed|ment)?|grants?|loans?|financing|pledged?"
-    r"|commit(?:ted)?|donated?|paid|pay)\b)"
-    r"|\bwhat (?:(?:is|was) the )?(?:\w+ )?(?:dollar (?:amount|value|figure)|sum|budget|cost)\b",
+    r"|commit(?:ted)?|donated?|paid|pay|stipends?|salar(?:y|ies)|wages?)\b"
+    r"|\bwhat(?:['’]s| is| was)? (?:the |\w+['’]s )?(?:\w+ )?"
+    r"(?:dollar (?:amount|value|figure)|sum|budget|cost)\b",
     re.IGNORECASE,
 )
 _ASKS_FOR_SHARE = re.compile(
@@ -308,7 +310,7 @@ def _titled_people(text: str) -> dict[str, frozenset[str]]:
         cut = max((i for i, w in enumerate(tail) if w.lower() in _OFFICE_WORDS), default=-1)
         name = [w for w in tail[cut + 1 :] if w[:1].isupper() and not w.isupper()]  # no USAID
         if name:
-            key = re.sub(r"(?:['’]s)?[.,;:]*$", "", " ".join(name)).lower()
+            key = re.sub(r"(?:['’]s?)?[.,;:]*$", "", " ".join(name)).lower()  # "Harris’"
             out[key] = _roles(words[: titles[0] + 2 + cut])
     return out
 
