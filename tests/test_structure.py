@@ -155,6 +155,16 @@ def test_the_front_matter_answers_questions_about_the_document(
     assert answer.citations[0].start == 0
 
 
+def test_front_matter_words_may_name_the_document(bulletin_engine: Engine) -> None:
+    question = "When was the Riverwatch bulletin on otters published?"
+    assert about_the_document(question) is None  # names more than a document
+    front = frozenset({"riverwatch", "trust", "otter", "return"})
+    assert about_the_document(question, front) == "front"
+    answer = bulletin_engine.ask(question, top_k=2)
+    # the dateline, not the title: the question asks when
+    assert answer.sentences[0].text == "Riverwatch Trust\n4 Mar 2024 | Bulletin"
+
+
 def test_a_title_question_gets_the_title(bulletin_engine: Engine) -> None:
     answer = bulletin_engine.ask("What is the title of the bulletin?")
     assert answer.sentences[0].text.lstrip("# ") == "Otters Return to the Lower Valley"

@@ -79,6 +79,8 @@ _DOCUMENT_WORDS = frozenset(DOCUMENT_NOUNS) | frozenset(
     "exact".split()
 )
 _TITLE_WORDS = "title titled headline"  # ask for the title alone
+_ASKS_WHEN = re.compile(r"\bwhen\b|\b(?:date|day|month|year)\b", re.IGNORECASE)
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 #: "What is FECI?", "What does DHS stand for?": the sentence that spells the acronym
 #: out ("the Special Prosecutor against Impunity (FECI)") answers it
@@ -96,13 +98,15 @@ def _document_question_terms() -> tuple[frozenset[str], frozenset[str], frozense
     return about, allowed, frozenset(terms(_TITLE_WORDS))
 
 
-def about_the_document(question: str) -> str | None:
+def about_the_document(question: str, front_terms: frozenset[str] = frozenset()) -> str | None:
     """What a question asks of the document itself, and nothing else: "title" (its title
     alone) or "front" (when, by whom, under what title it was published); else None.
-    Such questions are answered by its front matter."""
+    Such questions are answered by its front matter. Words of that front matter
+    (``front_terms``: its publisher, its title) may name the document: "When was the
+    WOLA commentary published?"."""
     q_terms = set(terms(question))
     about, allowed, title = _document_question_terms()
-    if not q_terms & about or not q_terms <= allowed:
+    if not q_terms & about or not q_terms <= allowed | front_terms:
         return None
     return "title" if q_terms & title else "front"
 
@@ -243,9 +247,17 @@ class StructureLookup:
         acronym = _ACRONYM_QUESTION.match(question)
         if acronym is not None:
             return self._definitions(acronym.group(1), docs), "definition"
-        asked = about_the_document(question) if docs else None
-        if asked is not None:
-            return self._front_matter(docs[0], title_only=asked == "title"), "front_matter"
+        if docs:
+            front = self._front_matter(docs[0])
+            front_terms = frozenset(t for r in front for t in terms(self._text(r)))
+            asked = about_the_document(question, front_terms)
+            if asked == "title":
+                return self._front_matter(docs[0], title_only=True), "front_matter"
+            if asked is not None:
+                # "When was it published?" is answered by the dateline, not the title
+                dated = [r for r in front if _YEAR.search(self._text(r))]
+                wants_date = _ASKS_WHEN.search(question) is not None
+                return (dated if wants_date and dated else front), "front_matter"
         return [], ""
 
     def _definitions(self, acronym: str, docs: list[str]) -> list[int]:
