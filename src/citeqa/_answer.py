@@ -239,18 +239,18 @@ _MONEY = re.compile(
 _SHARE = re.compile(
     r"\b\d[\d,.]*\s*(?:%|percent\b|per\s+cent\b)|\b(?:half|thirds?|quarters?)\b", re.IGNORECASE
 )
-
-
 _CALENDAR_TERMS = frozenset(
     terms(_MONTHS.replace("|", " ") + " monday tuesday wednesday thursday friday saturday sunday")
 )
-
-
+#: date questions that "recently" or "in past weeks" does not answer
 _ASKS_FOR_CALENDAR_DATE = re.compile(
     r"\b(?:what|which)\s+(?:exact\s+|precise\s+)?(?:dates?|days?)\b|\bexactly\s+when\b",
     re.IGNORECASE,
 )
-#: "who" questions about the holder of an office, which only a person's name answers
+_ASKS_FOR_YEAR = re.compile(r"\b(?:what|which)\s+(?:month\s+and\s+)?year\b", re.IGNORECASE)
+_CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
+
 #: offices by kind: a question about an ambassador is not answered by a secretary
 _ROLES = {
     **dict.fromkeys(
@@ -330,9 +330,6 @@ def _names_office_holder(question: str, texts: list[str]) -> bool:
     )
 
 
-_ASKS_FOR_YEAR = re.compile(r"\b(?:what|which)\s+(?:month\s+and\s+)?year\b", re.IGNORECASE)
-_CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
 _ASKS_FOR_COUNTRY = re.compile(
     r"\b(?:which|what)\s+(?:\w+\s+){0,3}?(?:countr(?:y|ies)|nations?)\b", re.IGNORECASE
 )

@@ -118,6 +118,7 @@ class StructureLookup:
     def __init__(self, index: IndexData) -> None:
         self.index = index
         self._doc_terms: dict[str, frozenset[str]] = {}
+        self._front_terms: dict[str, frozenset[str]] = {}
 
     def _text(self, row: int) -> str:
         s = self.index.sentences
@@ -249,7 +250,10 @@ class StructureLookup:
             return self._definitions(acronym.group(1), docs), "definition"
         if docs:
             front = self._front_matter(docs[0])
-            front_terms = frozenset(t for r in front for t in terms(self._text(r)))
+            front_terms = self._front_terms.get(docs[0])
+            if front_terms is None:
+                front_terms = frozenset(t for r in front for t in terms(self._text(r)))
+                self._front_terms[docs[0]] = front_terms
             asked = about_the_document(question, front_terms)
             if asked == "title":
                 return self._front_matter(docs[0], title_only=True), "front_matter"
