@@ -485,6 +485,23 @@ def test_cli_eval_on_the_dev_set(real_index: Path, tmp_path: Path) -> None:
     assert overall["accuracy"] >= 0.89  # measured 0.894; target 0.95
 
 
+def _hybrid_holds_targets(
+    data: dict[str, Any], *, recall_at_1: float = 0.90, accuracy: float
+) -> None:
+    """Issue 4's targets that hold on a set written by others, and a floor at today's
+    accuracy where the target (0.95) does not hold."""
+    hybrid = data["modes"]["hybrid"]
+    overall, kinds = hybrid["overall"], hybrid["by_kind"]
+    assert overall["verbatim_violations"] == 0
+    assert kinds["out_of_scope"]["abstention_recall"] == 1.0
+    assert kinds["near_domain"]["abstention_recall"] >= 0.5
+    assert overall["false_abstention_rate"] <= 0.05
+    assert overall["median_answer_words"] <= 40
+    assert overall["recall_at_1"] >= recall_at_1
+    assert overall["recall_at_5"] >= 0.98
+    assert overall["accuracy"] >= accuracy
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_cli_eval_on_the_independent_set(real_index: Path, tmp_path: Path) -> None:
@@ -493,37 +510,20 @@ def test_cli_eval_on_the_independent_set(real_index: Path, tmp_path: Path) -> No
     questions = REPO / "tests" / "questions_independent.jsonl"
     data = _cli_eval(real_index / "index", questions, tmp_path / "out.json", "--modes", "hybrid")
     assert data["n_questions"] == 181
-    hybrid = data["modes"]["hybrid"]
-    overall, kinds = hybrid["overall"], hybrid["by_kind"]
-    assert overall["verbatim_violations"] == 0
-    assert kinds["out_of_scope"]["abstention_recall"] == 1.0
-    assert kinds["near_domain"]["abstention_recall"] >= 0.5
-    assert overall["false_abstention_rate"] <= 0.05
-    assert overall["median_answer_words"] <= 40
-    assert overall["recall_at_1"] >= 0.90
-    assert overall["recall_at_5"] >= 0.98
-    assert overall["accuracy"] >= 0.91  # measured 0.915; target 0.95
+    _hybrid_holds_targets(data, accuracy=0.91)  # measured 0.915
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_cli_eval_on_the_sealed_sets(real_index: Path, tmp_path: Path) -> None:
     """The five sets other sessions wrote from the document alone, each measured once
-    before its failures were read (README, "Evaluation"), run together: the targets
-    that hold on them, and today's accuracy (0.831) as a floor."""
+    before its failures were read (README, "Sealed sets"), run together."""
     questions = tmp_path / "sealed.jsonl"
     with questions.open("w", encoding="utf-8") as out:
         for name in ("", "2", "3", "4", "5"):
             out.write((REPO / "tests" / f"questions_sealed{name}.jsonl").read_text("utf-8"))
     data = _cli_eval(real_index / "index", questions, tmp_path / "out.json", "--modes", "hybrid")
     assert data["n_questions"] == 334
-    hybrid = data["modes"]["hybrid"]
-    overall, kinds = hybrid["overall"], hybrid["by_kind"]
-    assert overall["verbatim_violations"] == 0
-    assert kinds["out_of_scope"]["abstention_recall"] == 1.0
-    assert kinds["near_domain"]["abstention_recall"] >= 0.5  # measured 0.753
-    assert overall["false_abstention_rate"] <= 0.05  # 0.028
-    assert overall["median_answer_words"] <= 40
-    assert overall["recall_at_1"] >= 0.89  # 0.901, one question above the 0.90 target
-    assert overall["recall_at_5"] >= 0.98
-    assert overall["accuracy"] >= 0.82  # measured 0.831; target 0.95
+    # measured: near-domain abstention 0.753, false abstention 0.028, recall@1 0.901
+    # (one question above the 0.90 target), accuracy 0.831
+    _hybrid_holds_targets(data, recall_at_1=0.89, accuracy=0.82)
