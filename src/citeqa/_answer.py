@@ -284,10 +284,15 @@ _INSTITUTION_WORDS = frozenset(
     "republic nations union".split()
 )
 _OFFICE_WORDS = _ROLE_WORDS | _INSTITUTION_WORDS | {"of", "the", "for", "and"}
-#: a run of capitalised words after a title: "Vice President Kamala Harris",
-#: "Secretary of the Department of Homeland Security Alejandro Mayorkas", "USAID chief
-#: Samantha Power"
-_TITLED_RUN = re.compile(r"\b[A-Za-z]+\.?(?:(?:\s+(?:of|the|for|and))*\s+[A-Z][\w’'.-]*)+")
+#: a title word, and the run of capitalised words after it: "Vice President Kamala
+#: Harris", "Secretary of the Department of Homeland Security Alejandro Mayorkas", "USAID
+#: chief Samantha Power". The possessive ``*+`` and matching only after a title keep a
+#: long run of "of the" from backtracking quadratically.
+_TITLE = re.compile(
+    r"\b(?:" + "|".join(sorted(map(re.escape, _ROLE_WORDS), key=len, reverse=True)) + r")(?!\w)",
+    re.IGNORECASE,
+)
+_RUN_AFTER_TITLE = re.compile(r"(?:(?:\s+(?:of|the|for|and))*+\s+[A-Z][\w’'.-]*)+")
 
 
 def _roles(words: list[str]) -> frozenset[str]:
@@ -300,18 +305,20 @@ def _titled_people(text: str) -> dict[str, frozenset[str]]:
     "Secretary Mayorkas" → {"mayorkas": {"minister"}}. A body ("Joint Task Force
     Alpha", "the Special Prosecutor against Impunity") names nobody."""
     out: dict[str, frozenset[str]] = {}
-    for match in _TITLED_RUN.finditer(text):
-        words = match.group().split()
-        titles = [i for i, w in enumerate(words) if w.lower().rstrip(",") in _ROLE_WORDS]
-        if not titles:
+    end = 0
+    for title in _TITLE.finditer(text):
+        run = _RUN_AFTER_TITLE.match(text, title.end()) if title.start() >= end else None
+        if run is None:
             continue
-        tail = words[titles[0] + 1 :]
+        end = run.end()
+        words = text[title.start() : run.end()].split()
+        tail = words[1:]
         # the name follows the last word of the office: "... of Homeland Security Alejandro"
         cut = max((i for i, w in enumerate(tail) if w.lower() in _OFFICE_WORDS), default=-1)
         name = [w for w in tail[cut + 1 :] if w[:1].isupper() and not w.isupper()]  # no USAID
         if name:
             key = re.sub(r"(?:['’]s?)?[.,;:]*$", "", " ".join(name)).lower()  # "Harris’"
-            out[key] = _roles(words[: titles[0] + 2 + cut])
+            out[key] = _roles(words[: 2 + cut])
     return out
 
 
