@@ -193,8 +193,12 @@ def _focus_terms(question: str) -> frozenset[str]:
     return frozenset(terms(match.group(1))) if match else frozenset()
 
 
-_QUANTITY = re.compile(r"\d[\d,.]*\d|\d|[a-z]+")
-_COMPOUND = re.compile(r"\b(\d[\d,.]*|[a-z]+)-([a-z]+)\b")
+#: a figure ("88,700", "4.5") is digit groups joined by single commas or points. Each
+#: pattern starts only where a figure or word does and cannot give back what it took
+#: (``*+``, ``++``), so a long run of figures costs linear time, not quadratic.
+_FIGURE = r"(?<![\d,.])\d++(?:[,.]\d++)*+"
+_QUANTITY = re.compile(rf"{_FIGURE}|[a-z]++")
+_COMPOUND = re.compile(rf"(?<![\w,.])({_FIGURE}|[a-z]++)-([a-z]+)\b")
 #: a time given by words, by the clock or by another event: "last year", "at noon on
 #: Fridays", "until access is restored", "once it is signed"
 _RELATIVE_DATE = re.compile(
@@ -232,12 +236,12 @@ _ASKS_FOR_SHARE = re.compile(
 _ASKS_EXACTLY = re.compile(r"\b(?:exact(?:ly)?|precise(?:ly)?)\b", re.IGNORECASE)
 _VAGUE_NUMBERS = frozenset("dozens hundreds thousands millions billions".split())
 _MONEY = re.compile(
-    r"[$€£]\s?\d[\d,.]*(?:\s*(?:million|billion|trillion|bn)\b)?"
-    r"|\b\d[\d,.]*\s*(?:million|billion|trillion)?\s*(?:dollars|pesos|euros|USD)\b",
+    rf"[$€£]\s?{_FIGURE}(?:\s*(?:million|billion|trillion|bn)\b)?"
+    rf"|{_FIGURE}\s*(?:million|billion|trillion)?\s*(?:dollars|pesos|euros|USD)\b",
     re.IGNORECASE,
 )
 _SHARE = re.compile(
-    r"\b\d[\d,.]*\s*(?:%|percent\b|per\s+cent\b)|\b(?:half|thirds?|quarters?)\b", re.IGNORECASE
+    rf"{_FIGURE}\s*(?:%|percent\b|per\s+cent\b)|\b(?:half|thirds?|quarters?)\b", re.IGNORECASE
 )
 _CALENDAR_TERMS = frozenset(
     terms(_MONTHS.replace("|", " ") + " monday tuesday wednesday thursday friday saturday sunday")
