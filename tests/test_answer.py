@@ -386,6 +386,10 @@ def test_question_focus(question: str, focus: set[str]) -> None:
         ("In this report, when was the law passed?", "When was the law passed?"),
         ("What did Harris say, according to the authors?", "What did Harris say?"),
         ("How many according to the report?", "How many?"),
+        ("Who is the minister mentioned in the commentary?", "Who is the minister?"),
+        ("Who is the official who was quoted in the article?", "Who is the official?"),
+        # here the mention is what is asked about
+        ("What plans are mentioned in the article?", "What plans are mentioned in the article?"),
         ("What does the article say about caravans?", "Caravans"),  # a topic
         ("Does the commentary mention Title 42?", "Title 42"),
         ("Did the report discuss Honduras?", "Honduras"),

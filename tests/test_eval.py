@@ -516,14 +516,14 @@ def test_cli_eval_on_the_independent_set(real_index: Path, tmp_path: Path) -> No
 @pytest.mark.integration
 @pytest.mark.slow
 def test_cli_eval_on_the_sealed_sets(real_index: Path, tmp_path: Path) -> None:
-    """The five sets other sessions wrote from the document alone, each measured once
+    """The six sets other sessions wrote from the document alone, each measured once
     before its failures were read (README, "Sealed sets"), run together."""
     questions = tmp_path / "sealed.jsonl"
     with questions.open("w", encoding="utf-8") as out:
-        for name in ("", "2", "3", "4", "5"):
+        for name in ("", "2", "3", "4", "5", "6"):
             out.write((REPO / "tests" / f"questions_sealed{name}.jsonl").read_text("utf-8"))
     data = _cli_eval(real_index / "index", questions, tmp_path / "out.json", "--modes", "hybrid")
-    assert data["n_questions"] == 334
-    # measured: near-domain abstention 0.753, false abstention 0.028, recall@1 0.901
-    # (one question above the 0.90 target), accuracy 0.831
-    _hybrid_holds_targets(data, recall_at_1=0.89, accuracy=0.82)
+    assert data["n_questions"] == 404
+    # measured: near-domain abstention 0.727, false abstention 0.023, recall@1 0.907
+    # (two questions above the 0.90 target), accuracy 0.841
+    _hybrid_holds_targets(data, recall_at_1=0.89, accuracy=0.83)

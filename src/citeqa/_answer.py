@@ -148,8 +148,13 @@ _SOURCE_NOUNS = rf"(?:{'|'.join(DOCUMENT_NOUNS)}|source|authors?|writers?)"
 _FRAME = re.compile(
     rf"^\s*(?:according\s+to|in|from|per)\s+(?:the|this|that|its)\s+(?:\w+\s+)?{_SOURCE_NOUNS}"
     r"\s*,\s*"
-    r"|(?:\s*,\s*(?:according\s+to|in|from|per)|\s+according\s+to)\s+(?:the|this|that|its)\s+"
-    rf"(?:\w+\s+)?{_SOURCE_NOUNS}\s*(?=[?.!]*\s*$)",
+    r"|(?:\s*,\s*(?:according\s+to|in|from|per)|\s+according\s+to"
+    # "Who is the minister mentioned in the commentary?", "... who is quoted in the
+    # article?"; not "What programmes are mentioned in it?", where that is the question
+    r"|(?<!\bis)(?<!\bare)(?<!\bwas)(?<!\bwere)(?<!\bbe)(?<!\bbeen)"
+    r"\s+(?:(?:that|who|which)\s+(?:is|are|was|were)\s+)?(?:mentioned|cited|named|quoted"
+    r"|discussed|described|referenced|referred\s+to|featured|highlighted)\s+(?:in|by))"
+    rf"\s+(?:the|this|that|its)\s+(?:\w+\s+)?{_SOURCE_NOUNS}\s*(?=[?.!]*\s*$)",
     re.IGNORECASE,
 )
 
