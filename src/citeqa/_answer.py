@@ -174,7 +174,8 @@ _ABOUT = re.compile(
 def core_question(question: str) -> str:
     """The question without a frame that names the corpus as its source: "According to
     the commentary, how many ...?", "In the article, ...", "..., according to the
-    authors?", "What does the article say about X?", "Does the commentary mention X?".
+    authors?", "Who is the minister mentioned in the commentary?", "What does the
+    article say about X?", "Does the commentary mention X?".
     The corpus is the source of every answer, so the frame says nothing, and its words
     would pull the question towards any passage about an article (on the dev set,
     "According to the WOLA commentary, ..." before every question cost 2 of the 66
