@@ -426,8 +426,6 @@ def test_html_report_is_self_contained_and_escapes_text(
 # -- the real CLI on the dev set -----------------------------------------------------------
 
 
-@pytest.mark.integration
-@pytest.mark.slow
 def _cli_eval(index_dir: Path, questions: Path, out: Path, *args: str) -> dict[str, Any]:
     done = subprocess.run(
         [str(CITEQA_BIN), "eval", str(questions), "--index-dir", str(index_dir)]

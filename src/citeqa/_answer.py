@@ -15,7 +15,7 @@ import numpy as np
 
 from ._index import IndexData
 from ._lexical import terms
-from ._structure import DOCUMENT_NOUNS, StructureLookup
+from ._structure import CALENDAR_YEAR, DOCUMENT_NOUNS, StructureLookup
 from ._types import Answer, AnswerSentence, Citation, Mode
 
 #: chunks the dense retriever takes from FAISS before their sentences lift them
@@ -78,7 +78,7 @@ _MONTHS = (
 )
 #: a month by its capitalised name: "in May" is a date, "may end" is not
 _MONTH = re.compile(rf"\b(?:{_MONTHS.title()})\b")
-_DATE = re.compile(rf"{_MONTH.pattern}|\b(?:19|20)\d\d\b")
+_DATE = re.compile(rf"{_MONTH.pattern}|{CALENDAR_YEAR.pattern}")
 #: a name: a run of capitalised words that does not open a sentence, or an acronym
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+|\b[A-Z]{3,}\b")
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
@@ -120,13 +120,16 @@ _NUMBER_WORDS = frozenset(
 )
 
 
+#: "what", "what is the", "what is COMAR's annual": the words before what is asked for
+_WHAT_THE = r"\bwhat(?:['’]s| is| was| are| were)? (?:the |\w+['’]s )?(?:\w+ )?"
+
+
 def _expected_type(question: str) -> str | None:
     """The kind of answer a question asks for, when its form says so."""
     q = question.lower()
     if re.search(
-        r"\bhow (many|much|large)\b|\bwhat(?:['’]s| is| was| are| were)? (?:the |\w+['’]s )?"
-        r"(?:\w+ )?(?:number|percentage|amount|share|proportion|sum|figure|budget|cost"
-        r"|dollar value)\b",
+        rf"\bhow (many|much|large)\b|{_WHAT_THE}(?:number|percentage|amount|share|proportion"
+        r"|sum|figure|budget|cost|dollar value)\b",
         q,
     ):
         return "number"
@@ -218,10 +221,10 @@ _RELATIVE_DATE = re.compile(
     re.IGNORECASE,
 )
 #: "who" questions that ask for a person or body by name, not for a group of people
+#: ("who leads ..." asks for an office holder: ``_ASKS_FOR_OFFICE_HOLDER``)
 _ASKS_FOR_PERSON = re.compile(
     r"\bwho\s+(?:is|was|are|were)\s+(?:the\b|\w+['’]s\s)"
-    r"|\bwho\s+(?:will\s+)?(?:heads?|leads?|led|chairs?|runs?"
-    r"|directs?)\b|\bwhat(?:['’]s|\s+is|\s+was)\s+the\s+name\b",
+    r"|\bwhat(?:['’]s|\s+is|\s+was)\s+the\s+name\b",
     re.IGNORECASE,
 )
 _DAY = re.compile(rf"\b(?:{_MONTHS})\.?\s+\d{{1,2}}(?:\s*-\s*\d{{1,2}})?\b", re.IGNORECASE)
@@ -231,8 +234,7 @@ _ASKS_FOR_MONEY = re.compile(
     r"^(?=.*\bhow much\b).*\b(?:money|funds?|funding|funded|aid|assistance|support|budget"
     r"|costs?|dollars?|spend|spent|invest(?:ed|ment)?|grants?|loans?|financing|pledged?"
     r"|commit(?:ted)?|donated?|paid|pay|stipends?|salar(?:y|ies)|wages?)\b"
-    r"|\bwhat(?:['’]s| is| was)? (?:the |\w+['’]s )?(?:\w+ )?"
-    r"(?:dollar (?:amount|value|figure)|sum|budget|cost)\b",
+    rf"|{_WHAT_THE}(?:dollar (?:amount|value|figure)|sum|budget|cost)\b",
     re.IGNORECASE,
 )
 _ASKS_FOR_SHARE = re.compile(
@@ -258,7 +260,6 @@ _ASKS_FOR_CALENDAR_DATE = re.compile(
     re.IGNORECASE,
 )
 _ASKS_FOR_YEAR = re.compile(r"\b(?:what|which)\s+(?:month\s+and\s+)?year\b", re.IGNORECASE)
-_CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")  # also in "FY2021"
 
 #: offices by kind: a question about an ambassador is not answered by a secretary
@@ -276,8 +277,8 @@ _ROLES = {
     **dict.fromkeys("spokesperson spokesman spokeswoman".split(), "spokesperson"),
 }
 #: titles of no particular office, and words that qualify one ("Vice President")
-_TITLE_WORDS = frozenset("dr. mr. ms. mrs. vice foreign interior deputy".split())
-_ROLE_WORDS = frozenset(_ROLES) | _TITLE_WORDS
+_TITLE_QUALIFIERS = frozenset("dr. mr. ms. mrs. vice foreign interior deputy".split())
+_ROLE_WORDS = frozenset(_ROLES) | _TITLE_QUALIFIERS
 _ROLE_PATTERN = "|".join(sorted((re.escape(w) for w in _ROLES), key=len, reverse=True))
 #: questions about the holder of an office, which only a person's name answers: "Who
 #: leads ...?", "Who is the head of ...?", "What is the name of Guatemala's president?"
@@ -395,7 +396,7 @@ def _type_tokens(text: str, kind: str) -> frozenset[str]:
         found += [m.group().lower() for m in _RELATIVE_DATE.finditer(text)]
         return frozenset(" ".join(f.split()) for f in found)
     text = _DAY.sub(" ", text.lower())
-    text = re.sub(r"\b(?:19|20)\d\d\b|\bone of\b", " ", text)  # "one of the policies" counts none
+    text = re.sub(rf"{CALENDAR_YEAR.pattern}|\bone of\b", " ", text)  # "one of them" counts none
     out = set()
 
     def counted_unit(match: re.Match[str]) -> str:
@@ -816,7 +817,7 @@ class Answerer:
             return bool(found - have)
         if kind == "date" and _ASKS_FOR_YEAR.search(question):  # "On June 15" names none
             # a calendar year: "FY2020" is a budget's year, not when something happened
-            return any(set(_CALENDAR_YEAR.findall(text)) - asked_years for text in texts)
+            return any(set(CALENDAR_YEAR.findall(text)) - asked_years for text in texts)
         if kind == "date" and _ASKS_FOR_CALENDAR_DATE.search(question):
             kind = "calendar"
         asked = _type_tokens(question, kind)

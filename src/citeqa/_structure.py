@@ -80,7 +80,8 @@ _DOCUMENT_WORDS = frozenset(DOCUMENT_NOUNS) | frozenset(
 )
 _TITLE_WORDS = "title titled headline"  # ask for the title alone
 _ASKS_WHEN = re.compile(r"\bwhen\b|\b(?:date|day|month|year)\b", re.IGNORECASE)
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+#: a calendar year standing alone ("in 2021", not the budget year "FY2021")
+CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 #: "What is FECI?", "What does DHS stand for?": the sentence that spells the acronym
 #: out ("the Special Prosecutor against Impunity (FECI)") answers it
@@ -118,7 +119,8 @@ class StructureLookup:
     def __init__(self, index: IndexData) -> None:
         self.index = index
         self._doc_terms: dict[str, frozenset[str]] = {}
-        self._front_terms: dict[str, frozenset[str]] = {}
+        #: doc id → its front-matter rows and their terms
+        self._front: dict[str, tuple[list[int], frozenset[str]]] = {}
 
     def _text(self, row: int) -> str:
         s = self.index.sentences
@@ -249,17 +251,18 @@ class StructureLookup:
         if acronym is not None:
             return self._definitions(acronym.group(1), docs), "definition"
         if docs:
-            front = self._front_matter(docs[0])
-            front_terms = self._front_terms.get(docs[0])
-            if front_terms is None:
-                front_terms = frozenset(t for r in front for t in terms(self._text(r)))
-                self._front_terms[docs[0]] = front_terms
+            cached = self._front.get(docs[0])
+            if cached is None:
+                rows = self._front_matter(docs[0])
+                cached = rows, frozenset(t for r in rows for t in terms(self._text(r)))
+                self._front[docs[0]] = cached
+            front, front_terms = cached
             asked = about_the_document(question, front_terms)
             if asked == "title":
                 return self._front_matter(docs[0], title_only=True), "front_matter"
             if asked is not None:
                 # "When was it published?" is answered by the dateline, not the title
-                dated = [r for r in front if _YEAR.search(self._text(r))]
+                dated = [r for r in front if CALENDAR_YEAR.search(self._text(r))]
                 wants_date = _ASKS_WHEN.search(question) is not None
                 return (dated if wants_date and dated else front), "front_matter"
         return [], ""
