@@ -14,9 +14,11 @@ from citeqa._answer import (
     _expected_type,
     _focus_terms,
     _has_type,
+    _name_runs,
     _titled_people,
     _type_tokens,
     core_question,
+    spell_out_titles,
 )
 
 MODES = ("hybrid", "dense", "lexical")
@@ -187,9 +189,67 @@ def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
 
 def test_a_longer_form_of_a_known_word_is_no_missing_name(engine: Engine) -> None:
     answerer = engine._answerer
+    assert answerer._missing_names("How many applied from January to May?") == 0  # a date
     assert answerer._missing_names("When did Mexico send the Guardsmen?") == 0  # "Guard"
     assert answerer._missing_names("Did Guatemalans protest?") == 0
     assert answerer._missing_names("When did Mexico send the Narnians?") == 1
+
+
+@pytest.mark.parametrize(
+    "question, runs",
+    [
+        ("When was the Asylum Cooperative Agreement signed?", [("asylum", "cooper", "agreement")]),
+        ("Which Asylum Office?", [("asylum", "offic")]),  # "Which" opens the question
+        ("When is Guatemala's NGO Law due?", [("ngo", "law")]),  # a possessive ends a run
+        ("What did the Justice-DHS Alpha unit do?", []),  # a compound describes
+        ("Who met Secretary of State Antony Blinken?", [("state", "antoni", "blinken")]),
+        ("Did Vice President Kamala Harris go?", [("kamala", "harri")]),  # titles apart
+        ("Did Harris go to Mexico?", []),
+    ],
+)
+def test_name_runs(question: str, runs: list[tuple[str, ...]]) -> None:
+    assert _name_runs(question) == runs
+
+
+def test_a_name_whose_words_the_corpus_never_puts_together_is_missing(engine: Engine) -> None:
+    answerer = engine._answerer
+    # every word is in the commentary, the name is not
+    assert answerer._missing_names("When did Mexico sign the Asylum Cooperative Agreement?") == 1
+    # "Customs" is no word of it, and "Border Protection" no name of it
+    assert answerer._missing_names("What did Customs and Border Protection report?") == 2
+    # names the commentary has, also with a word between or in another order
+    assert answerer._missing_names("When does the NGO Law take effect?") == 0
+    assert answerer._missing_names("What did Vice President Harris say?") == 0
+    assert answerer._missing_names("What is the Minors Program for Central Americans?") == 0
+    assert answerer._missing_names("Who leads the Alpha Task Force?") == 0
+    # a capital the commentary never names stands for its country, which it does
+    assert answerer._missing_names("What does Mexico City want to expand?") == 0
+    assert answerer._missing_names("What does Buenos Aires want to expand?") == 2  # 2 words
+
+
+@pytest.mark.parametrize(
+    "question, spelled",
+    [
+        ("What did the VP say?", "What did the vice president say?"),
+        ("Who echoed the VP's words?", "Who echoed the vice president's words?"),
+        ("Where did the V.P. go?", "Where did the vice president go?"),
+        ("Did Sec. Mayorkas go?", "Did Secretary Mayorkas go?"),
+        ("Did Amb. Salazar speak?", "Did Ambassador Salazar speak?"),
+        ("Is VPN use VPs' business? See sec. 3.", "Is VPN use VPs' business? See sec. 3."),
+    ],
+)
+def test_abbreviated_titles_are_spelled_out(question: str, spelled: str) -> None:
+    assert spell_out_titles(question) == spelled
+
+
+def test_an_abbreviated_title_is_no_missing_name(engine: Engine) -> None:
+    question = "Which Mexican leader did the VP meet in private?"
+    assert core_question(question) == "Which Mexican leader did the vice president meet in private?"
+    vector = engine.embedder.embed([core_question(question)])[0]
+    spelled = "Which Mexican leader did the vice president meet in private?"
+    assert engine._answerer.evidence_score(question, vector) == pytest.approx(
+        engine._answerer.evidence_score(spelled, vector)
+    )
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,16 @@ def test_unknown_or_stopword_query_scores_zero(lexical: LexicalIndex) -> None:
         assert not scores.any()
 
 
+def test_texts_with_all_terms(lexical: LexicalIndex) -> None:
+    for words in (["mexico"], ["mexico", "crisis"], ["harris", "guatemala", "visited"]):
+        found = lexical.texts_with([terms(w)[0] for w in words])
+        scores = [lexical.scores(w) for w in words]
+        expected = [i for i in range(lexical.n_docs) if all(s[i] > 0 for s in scores)]
+        assert found.tolist() == expected and expected
+    assert lexical.texts_with(["mexico", "narnia"]).tolist() == []
+    assert lexical.texts_with([]).tolist() == []
+
+
 def test_idf_prefers_rare_terms(lexical: LexicalIndex) -> None:
     idf = lexical.idf()
     assert idf[terms("Mexico")[0]] < idf[terms("forensic")[0]]

@@ -165,10 +165,23 @@ def test_front_matter_words_may_name_the_document(bulletin_engine: Engine) -> No
     assert answer.sentences[0].text == "Riverwatch Trust\n4 Mar 2024 | Bulletin"
 
 
-def test_a_title_question_gets_the_title(bulletin_engine: Engine) -> None:
-    answer = bulletin_engine.ask("What is the title of the bulletin?")
-    assert answer.sentences[0].text.lstrip("# ") == "Otters Return to the Lower Valley"
-    assert "4 Mar 2024" not in answer.answer
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the title of the bulletin?",
+        "What is its title?",
+        "What is the bulletin called?",
+        "What is the headline?",
+    ],
+)
+def test_a_title_question_gets_the_title_alone(question: str) -> None:
+    # a body sentence that holds the word "title" must not answer it
+    engine = one_document_engine(
+        BULLETIN + "Title 9 of the river code protects otter dens along the bank.\n"
+    )
+    answer = engine.ask(question)
+    assert [s.text.lstrip("# ") for s in answer.sentences] == ["Otters Return to the Lower Valley"]
+    assert answer.sentences[0].citation == 1
 
 
 AGENCIES = (
@@ -179,7 +192,16 @@ AGENCIES = (
 )
 
 
-@pytest.mark.parametrize("question", ["What is the WRO?", "What does WRO stand for?"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the WRO?",
+        "What does WRO stand for?",
+        "What does the acronym WRO stand for?",
+        "What is WRO short for?",
+        "what is the full form of WRO",
+    ],
+)
 def test_an_acronym_question_gets_the_sentence_that_spells_it_out(question: str) -> None:
     engine = one_document_engine(AGENCIES)
     answer = engine.ask(question)
@@ -187,6 +209,27 @@ def test_an_acronym_question_gets_the_sentence_that_spells_it_out(question: str)
     assert "Wetland Restoration Office (WRO)" in answer.sentences[0].text
     plain = engine.with_summary(SummaryParams(structure_weight=0.0)).ask(question)
     assert plain.abstained or "(WRO)" not in plain.sentences[0].text
+
+
+@pytest.mark.parametrize(
+    "question, named",
+    [
+        ("What is the full name of the WRO?", True),
+        ("What does the abbreviation WRO mean?", True),
+        ("What does the WRO fund?", False),
+        ("What is the full name of the director?", False),
+    ],
+)
+def test_acronym_question_forms(question: str, named: bool) -> None:
+    engine = one_document_engine(AGENCIES)
+    structure = engine._answerer._structure
+    rows, label = structure.named(question, list(engine.index.documents))
+    texts = [engine._answerer.sentence_text(r) for r in rows]
+    assert (texts, label) == (
+        (["Funding for the Wetland Restoration Office (WRO) doubled last year."], "definition")
+        if named
+        else ([], "")
+    )
 
 
 PASTED = (

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._index import IndexData
 from ._lexical import terms
-from ._structure import CALENDAR_YEAR, DOCUMENT_NOUNS, StructureLookup
+from ._structure import CALENDAR_YEAR, DOCUMENT_NOUNS, FRONT_MATTER, StructureLookup
 from ._types import Answer, AnswerSentence, Citation, Mode
 
 #: chunks the dense retriever takes from FAISS before their sentences lift them
@@ -88,6 +88,9 @@ _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
 #: such a name is known when the corpus names the country.
 _METONYMS = {
     "Washington": ("U.S.", "United States", "America"),
+    "Mexico City": ("Mexico",),
+    "Guatemala City": ("Guatemala",),
+    "Panama City": ("Panama",),
     "Ottawa": ("Canada",),
     "Tegucigalpa": ("Honduras",),
     "San Salvador": ("El Salvador",),
@@ -174,6 +177,20 @@ _ABOUT = re.compile(
 )
 
 
+#: titles as people abbreviate them, spelled out as the documents write them
+_ABBREVIATED_TITLES = {"VP": "vice president", "V.P.": "vice president", "Pres.": "President",
+                       "Sec.": "Secretary", "Amb.": "Ambassador", "Dept.": "Department"}
+_ABBREVIATED_TITLE = re.compile(
+    r"(?<![\w.])(?:VP|V\.P\.|(?:Pres|Sec|Amb|Dept)\.(?=\s+[A-Z]))(?=[\s’'?,.!]|$)"
+)
+
+
+def spell_out_titles(question: str) -> str:
+    """"the VP's remarks" → "the vice president's remarks": "VP" is no name the corpus
+    lacks, and the model matches the words the documents use."""
+    return _ABBREVIATED_TITLE.sub(lambda m: _ABBREVIATED_TITLES[m.group(0)], question)
+
+
 def core_question(question: str) -> str:
     """The question without a frame that names the corpus as its source: "According to
     the commentary, how many ...?", "In the article, ...", "..., according to the
@@ -182,7 +199,8 @@ def core_question(question: str) -> str:
     The corpus is the source of every answer, so the frame says nothing, and its words
     would pull the question towards any passage about an article (on the dev set,
     "According to the WOLA commentary, ..." before every question cost 2 of the 66
-    answers)."""
+    answers). Abbreviated titles are spelled out (``spell_out_titles``)."""
+    question = spell_out_titles(question)
     core = _FRAME.sub("", question).strip()
     topic = _ABOUT.sub("", core)
     if topic != core:  # a topic, not a question: "Title 42?" matches worse than "Title 42"
@@ -437,6 +455,54 @@ def _proper_terms(question: str) -> set[str]:
     return out
 
 
+#: a run of two or more capitalised words: "Asylum Cooperative Agreements"
+_CAPITALISED_RUN = re.compile(r"\b[A-Z][\w’'-]*+(?:\s+[A-Z][\w’'-]*+)+")
+_POSSESSIVE = re.compile(r"['’]s?$")
+#: passages that hold all the words of a name, beyond which it counts as mentioned
+_RUN_CHUNKS = 64
+
+
+@lru_cache(maxsize=1)
+def _title_terms() -> frozenset[str]:
+    return frozenset(t for word in _ROLE_WORDS for t in terms(word))
+
+
+def _name_runs(question: str) -> list[tuple[str, ...]]:
+    """The terms of each run of capitalised words in the question that may be one name.
+
+    A run ends at a possessive ("Guatemala's NGO Law" names "NGO Law"), at a
+    hyphenated compound ("the Justice-DHS unit" describes one) and at a title, which
+    the documents may put elsewhere ("Secretary of State Blinken" is "Secretary of
+    State Antony Blinken" there). The question's first word names nothing."""
+    opening = len(question) - len(question.lstrip())
+    runs: list[tuple[str, ...]] = []
+    for match in _CAPITALISED_RUN.finditer(question):
+        words = match.group(0).split()
+        if match.start() == opening:
+            words = words[1:]
+        run: list[str] = []
+        for word in [*words, ""]:
+            word_terms = terms(word)
+            if (
+                not word_terms
+                or "-" in word
+                or _POSSESSIVE.search(word)
+                or not _title_terms().isdisjoint(word_terms)
+            ):
+                if len(run) >= 2:
+                    runs.append(tuple(run))
+                run = []
+            else:
+                run.extend(word_terms)
+    return runs
+
+
+@lru_cache(maxsize=1)
+def _metonym_places() -> frozenset[tuple[str, ...]]:
+    """The terms of each place in ``_METONYMS``."""
+    return frozenset(tuple(terms(place)) for place in _METONYMS)
+
+
 @lru_cache(maxsize=1)
 def _metonym_terms() -> dict[str, tuple[tuple[str, ...], ...]]:
     """``_METONYMS`` as terms: each term of a place name → the terms of its countries."""
@@ -482,20 +548,21 @@ class Answerer:
 
     def _with_structure(
         self, question: str, hits: list[tuple[int, float, dict[str, int]]], top_k: int
-    ) -> tuple[list[tuple[int, float, dict[str, int]]], frozenset[int]]:
+    ) -> tuple[list[tuple[int, float, dict[str, int]]], frozenset[int], str]:
         """Hits plus the passages holding the sentences the question names by the
-        document's structure (``StructureLookup.named``), and those sentences' rows.
+        document's structure (``StructureLookup.named``), those sentences' rows, and
+        how the question named them (its label, "" for none).
 
         Neither retriever finds such a sentence, whose words have little in common
         with the question; the document's structure does. An added passage takes the
         place of the last retrieved one that holds none of them.
         """
         if not self.params.structure_weight or not hits:
-            return hits, frozenset()
+            return hits, frozenset(), ""
         docs = list(dict.fromkeys(self.index.chunks[row].doc_id for row, _, _ in hits))
         named, label = self._structure.named(question, docs)
         if not named:
-            return hits, frozenset()
+            return hits, frozenset(), ""
         named_set = set(named)
         rows_of = self.index.chunk_sentence_rows
         held = {r for row, _, _ in hits for r in rows_of[row].tolist()}
@@ -512,7 +579,7 @@ class Answerer:
                 hits = [h for h in hits if h[0] not in drop]
             extra = extra[: max(0, top_k - len(hits))]
             hits = hits + [(chunk, 0.0, {label: 1}) for chunk in extra]
-        return hits, frozenset(named)
+        return hits, frozenset(named), label
 
     @cached_property
     def _idf(self) -> dict[str, float]:
@@ -666,9 +733,45 @@ class Answerer:
 
         A question about a country, programme or person the documents never
         name cannot be answered from them. Ordinary words count for nothing
-        here: a paraphrase may well use words the text does not.
+        here: a paraphrase may well use words the text does not, and a month
+        ("from January to May") is a date, not a name. A name of
+        several words counts when the corpus has each word but never puts them
+        together: "the Asylum Cooperative Agreements" in a text about asylum,
+        cooperation and agreements.
         """
-        return sum(1 for t in _proper_terms(question) if not self._known_name(t))
+        unknown_words = sum(
+            1 for t in _proper_terms(question) - _CALENDAR_TERMS if not self._known_name(t)
+        )
+        places = _metonym_places()  # "Mexico City": judged word by word, as its country
+        return unknown_words + sum(
+            1
+            for run in _name_runs(question)
+            if run not in places and not self._mentioned_together(run)
+        )
+
+    def _mentioned_together(self, run: tuple[str, ...]) -> bool:
+        """Whether some sentence has all of ``run``'s terms within one more than their
+        number of consecutive terms ("Vice President Harris" in "Vice President Kamala
+        Harris"), in any order. A run with a term the corpus lacks, or has only in
+        another form, is judged word by word instead, so it counts as mentioned here;
+        so does one whose terms share more than ``_RUN_CHUNKS`` passages, which bounds
+        the work on a large corpus."""
+        if any(t not in self._idf for t in run):
+            return True
+        chunks = self.index.lexical.texts_with(run)
+        if len(chunks) > _RUN_CHUNKS:
+            return True
+        need = set(run)
+        span = len(run) + 1
+        rows_of = self.index.chunk_sentence_rows
+        for chunk in chunks.tolist():
+            for row in rows_of[chunk].tolist():
+                seq = terms(self.sentence_text(row))
+                if any(
+                    seq[i] in need and need <= set(seq[i : i + span]) for i in range(len(seq))
+                ):
+                    return True
+        return False
 
     def _known_name(self, term: str) -> bool:
         if self._known(term):
@@ -684,12 +787,13 @@ class Answerer:
         indexes (into rows) of the sentences an answer holds, and the evidence."""
         p = self.params
         index = self.index
-        asked, question = question, core_question(question)  # the vector is the core's
+        asked, question = spell_out_titles(question), core_question(question)  # vector: core's
         sims = _SentenceSims(index.sentences.vectors, query_vector)
         hits = self.retrieve(question, query_vector, top_k, mode, sims)
         named: frozenset[int] = frozenset()
+        label = ""
         if mode == "hybrid":  # the whole system; dense and lexical stay what they say
-            hits, named = self._with_structure(question, hits, top_k)
+            hits, named, label = self._with_structure(question, hits, top_k)
         citations = []
         for cid, (row, score, ranks) in enumerate(hits, start=1):
             chunk = index.chunks[row]
@@ -721,15 +825,25 @@ class Answerer:
             scores = self._score_sentences(question, query_vector, hits, rows, cite_of, sims)
             cosines = sims.of(rows)
             if named:  # a sentence named by structure counts as evidence and as an answer
-                bonus = np.float32(p.structure_weight) * np.isin(rows, list(named))
+                is_named = np.isin(rows, list(named))
+                bonus = np.float32(p.structure_weight) * is_named
                 scores += bonus
                 cosines = cosines + bonus
+                if label == FRONT_MATTER:
+                    # a question only about the document ("What is its title?"): its
+                    # front matter is the whole answer and its passage comes first,
+                    # however well "Title 42" matches "title"
+                    below = scores[is_named].min() - 1.0
+                    scores[~is_named] = np.minimum(scores[~is_named], below)
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             # names as asked: "the Reuters article" is not in the corpus either, and a
             # bare topic ("Nicaragua", from "Does it mention ...") opens with its name
             names = min(self._missing_names(asked), 2)
             evidence = float(cosines.max()) - p.missing_name_penalty * names
-            chosen = self._select(rows, scores)
+            if label == FRONT_MATTER:
+                chosen = [i for i in np.argsort(-scores, kind="stable") if rows[i] in named]
+            else:
+                chosen = self._select(rows, scores)
             if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
                 evidence -= p.missing_type_penalty
         return citations, rows, scores, cite_of, chosen, evidence

@@ -151,6 +151,18 @@ class LexicalIndex:
         weights = np.concatenate([self._data[sp] for sp in spans])
         return np.bincount(docs, weights=weights, minlength=self.n_docs).astype(np.float32)
 
+    def texts_with(self, all_terms: Sequence[str]) -> np.ndarray:
+        """The texts (ascending) that hold every one of ``all_terms`` (index terms)."""
+        columns = len(self._indptr) - 1
+        found: np.ndarray | None = None
+        for term in dict.fromkeys(all_terms):
+            i = self._vocab.get(term)
+            if i is None or i >= columns:
+                return np.zeros(0, dtype=np.int64)
+            texts = self._indices[int(self._indptr[i]) : int(self._indptr[i + 1])]
+            found = texts if found is None else np.intersect1d(found, texts)
+        return np.zeros(0, dtype=np.int64) if found is None else np.unique(found)
+
     def idf(self) -> dict[str, float]:
         """Inverse document frequency of every indexed term (BM25's formula)."""
         df = np.diff(self._indptr)

@@ -65,7 +65,7 @@ def _list_noun_terms() -> frozenset[str]:
 #: commentary *published*?", "Who *wrote* this article?", "What is its *title*?")
 _ABOUT_DOCUMENT = frozenset(
     "publish published publication release released issued posted written wrote write author "
-    "authors title titled headline date dated".split()
+    "authors title titled headline called date dated".split()
 )
 #: what a question may call a document of the corpus ("the *commentary*", "this *article*")
 DOCUMENT_NOUNS = tuple(
@@ -76,18 +76,24 @@ DOCUMENT_NOUNS = tuple(
 #: words such a question may hold besides: what the document is, and who or when
 _DOCUMENT_WORDS = frozenset(DOCUMENT_NOUNS) | frozenset(
     "organization organisation group institution outlet name day year month original full "
-    "exact".split()
+    "exact its".split()
 )
-_TITLE_WORDS = "title titled headline"  # ask for the title alone
+_TITLE_WORDS = "title titled headline called"  # ask for the title alone
 _ASKS_WHEN = re.compile(r"\bwhen\b|\b(?:date|day|month|year)\b", re.IGNORECASE)
+#: how a question names sentences by structure (``StructureLookup.named``'s labels)
+NUMBERED_ITEM, DEFINITION, FRONT_MATTER = "numbered_item", "definition", "front_matter"
 #: a calendar year standing alone ("in 2021", not the budget year "FY2021")
 CALENDAR_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
-#: "What is FECI?", "What does DHS stand for?": the sentence that spells the acronym
-#: out ("the Special Prosecutor against Impunity (FECI)") answers it
+#: "What is FECI?", "What does the acronym DHS stand for?", "What is SICA short for?",
+#: "What is the full name of FECI?": the sentence that spells the acronym out ("the
+#: Special Prosecutor against Impunity (FECI)") answers it
+_ACRONYM = r"(?i:(?:acronym|abbreviation|initialism)\s+)?([A-Z][A-Za-z&]*[A-Z][A-Za-z&]*)"
 _ACRONYM_QUESTION = re.compile(
-    r"^\s*(?i:what|who)\s+(?i:is|are|was|were|does|do)\s+(?i:the\s+|an?\s+)?"
-    r"([A-Z][A-Za-z&]*[A-Z][A-Za-z&]*)\s*(?i:stand\s+for|mean)?\s*\??\s*$"
+    r"^\s*(?:(?i:what|who)\s+(?i:is|are|was|were|does|do)\s+(?i:the\s+|an?\s+)?"
+    rf"{_ACRONYM}\s*(?i:stand\s+for|mean|short\s+for)?"
+    rf"|(?i:what\s+is\s+the\s+full\s+(?:name|form)\s+of)\s+(?i:the\s+)?{_ACRONYM})"
+    r"\s*\??\s*$"
 )
 
 
@@ -246,10 +252,11 @@ class StructureLookup:
                 if not nouns.isdisjoint(self._document_terms(doc))
                 for r in self._numbered_rows.get((doc, self._item(doc, n)), [])
             ]
-            return rows, "numbered_item"
+            return rows, NUMBERED_ITEM
         acronym = _ACRONYM_QUESTION.match(question)
         if acronym is not None:
-            return self._definitions(acronym.group(1), docs), "definition"
+            spelled = acronym.group(1) or acronym.group(2)
+            return self._definitions(spelled, docs), DEFINITION
         if docs:
             cached = self._front.get(docs[0])
             if cached is None:
@@ -259,12 +266,12 @@ class StructureLookup:
             front, front_terms = cached
             asked = about_the_document(question, front_terms)
             if asked == "title":
-                return self._front_matter(docs[0], title_only=True), "front_matter"
+                return self._front_matter(docs[0], title_only=True), FRONT_MATTER
             if asked is not None:
                 # "When was it published?" is answered by the dateline, not the title
                 dated = [r for r in front if CALENDAR_YEAR.search(self._text(r))]
                 wants_date = _ASKS_WHEN.search(question) is not None
-                return (dated if wants_date and dated else front), "front_matter"
+                return (dated if wants_date and dated else front), FRONT_MATTER
         return [], ""
 
     def _definitions(self, acronym: str, docs: list[str]) -> list[int]:
