@@ -200,6 +200,48 @@ def test_ask_without_usable_index_fails_before_the_model_loads(
     assert snapshot(tmp_path) == before
 
 
+def test_a_question_that_is_not_utf8_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+    # a Latin-1 terminal's "\xff" reaches Python as a lone surrogate
+    result = run_cli(
+        "ask", "who is \udcff?", "--index-dir", str(tmp_path / "idx"), cwd=work,
+        env={"PYTHONIOENCODING": "utf-8:surrogateescape"},
+    )
+    assert_clean_error(result, 1, "the question is not valid UTF-8 text")
+
+
+HASHING = {"CITEQA_EMBEDDER": "hashing"}
+
+
+def _two_documents(tmp_path: Path) -> Path:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "alpha.txt").write_text("Otters swim in the river. They eat fish.\n")
+    (corpus / "beta.txt").write_text("Herons wait in the shallows. They eat frogs.\n")
+    return corpus
+
+
+def test_index_names_the_documents_a_rebuild_removes(work: Path, tmp_path: Path) -> None:
+    corpus = _two_documents(tmp_path)
+    index_dir = tmp_path / "idx"
+    first = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert first.returncode == 0, first.stderr
+    assert "note" not in first.stderr
+    (corpus / "beta.txt").unlink()
+    second = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert second.returncode == 0, second.stderr
+    assert "indexed 1 documents" in second.stdout
+    assert f"citeqa: note: removed 1 documents not under {corpus}: beta" in second.stderr
+
+
+def test_a_write_failure_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+    corpus = _two_documents(tmp_path)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder\n")
+    result = run_cli("index", str(corpus), "--index-dir", str(blocked), cwd=work, env=HASHING)
+    assert_clean_error(result, 1, str(blocked))
+    assert blocked.read_text() == "not a folder\n"
+
+
 def test_bad_environment_variable_is_a_clean_error(work: Path) -> None:
     result = run_cli("ask", "What happened?", cwd=work, env={"CITEQA_THREADS": "many"})
     assert_clean_error(result, 1, "CITEQA_THREADS")

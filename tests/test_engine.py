@@ -205,6 +205,7 @@ def test_index_is_current_without_a_model(seeds_copy: Path, tmp_path: Path) -> N
         ({"question": "   \n\t"}, "the question is empty"),
         ({"question": "x" * 2001}, "the question is 2001 characters; the limit is 2000"),
         ({"question": "why\x00"}, "NUL"),
+        ({"question": "who is \udcff?"}, "the question is not valid UTF-8 text"),
         ({"top_k": 0}, "top_k must be an integer 1..20, got 0"),
         ({"top_k": 21}, "got 21"),
         ({"top_k": -1}, "got -1"),
@@ -245,8 +246,13 @@ def test_open_reads_calibration(hashing_index_copy: Path) -> None:
     assert not engine.ask("What is the capital of Australia?").abstained
 
 
-def test_open_refuses_unreadable_calibration(hashing_index_copy: Path) -> None:
-    (hashing_index_copy / "calibration.json").write_text("{}")
+@pytest.mark.parametrize(
+    "text", ["{}", '{"abstain_threshold": NaN}', '{"abstain_threshold": Infinity}',
+             '{"abstain_threshold": true}', '{"abstain_threshold": "high"}']
+)
+def test_open_refuses_unreadable_calibration(hashing_index_copy: Path, text: str) -> None:
+    # NaN would never abstain and Infinity always: neither is a threshold
+    (hashing_index_copy / "calibration.json").write_text(text)
     with pytest.raises(InvalidInputError, match="calibration.json is unreadable"):
         Engine.open(hashing_index_copy, HashingEmbedder())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -54,6 +55,10 @@ def validate_query(question: str, top_k: int, mode: str) -> str:
         )
     if "\x00" in question:
         raise InvalidInputError("the question contains a NUL character")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError:  # bytes a Latin-1 terminal passed through as surrogates
+        raise InvalidInputError("the question is not valid UTF-8 text") from None
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
         raise InvalidInputError(f"top_k must be an integer 1..{MAX_TOP_K}, got {top_k!r}")
     if mode not in MODES:
@@ -65,7 +70,10 @@ def read_calibration(index_dir: Path) -> float | None:
     path = Path(index_dir) / CALIBRATION_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return float(data["abstain_threshold"])
+        value = data["abstain_threshold"]
+        if isinstance(value, bool) or not math.isfinite(threshold := float(value)):
+            raise ValueError(f"abstain_threshold must be a finite number, got {value!r}")
+        return threshold
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
@@ -98,6 +106,8 @@ def index_corpus(
 ) -> BuildStats:
     """Index the documents under ``paths`` into ``index_dir``, reusing what it can.
 
+    The index then holds exactly those documents: any other the previous generation
+    held (one added over HTTP, a file deleted since) is gone, and ``removed`` names it.
     Nothing is written when the corpus, model and parameters are unchanged.
     """
     index_dir = Path(index_dir)
@@ -111,6 +121,9 @@ def index_corpus(
         ):
             return dataclasses.replace(stats, unchanged=True)
         write_index(index_dir, data)
+    if previous is not None:
+        removed = sorted(previous.documents.keys() - {doc.doc_id for doc in documents})
+        stats = dataclasses.replace(stats, removed=tuple(removed))
     return stats
 
 

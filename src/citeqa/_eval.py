@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -772,6 +773,19 @@ def _write(path: Path, text: str) -> None:
         raise CiteqaError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _prepare_output(path: Path) -> None:
+    """Make ``path``'s folder and check it can be written, before the evaluation runs
+    (minutes of work lost to a typo otherwise)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CiteqaError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if path.is_dir():
+        raise CiteqaError(f"cannot write {path}: it is a folder")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CiteqaError(f"cannot write {path}: permission denied")
+
+
 def cli_main(args: Any, settings: Any) -> int:
     """``citeqa eval``: the library above, with files in and out."""
     from ._embedding import SentenceTransformerEmbedder
@@ -779,6 +793,9 @@ def cli_main(args: Any, settings: Any) -> int:
 
     index_dir = Path(args.index_dir or settings.index_dir)
     modes = parse_modes(args.modes)
+    for out in (args.json, args.report):
+        if out:
+            _prepare_output(Path(out))
     if NAIVE not in modes:
         modes.append(NAIVE)  # the baseline is always in the same run
     # Check the question set against the indexed text before the model loads.

@@ -88,6 +88,8 @@ class BuildStats:
     reused: int  # texts whose vectors came from the previous index
     seconds: float
     unchanged: bool = False
+    #: ids of documents the previous generation held and this one does not
+    removed: tuple[str, ...] = ()
 
 
 def model_info(embedder: Embedder) -> dict[str, Any]:

@@ -88,6 +88,14 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"it, the rest loading the model): {stats.embedded} texts embedded, {stats.reused} "
         f"reused; {state}"
     )
+    if stats.removed:
+        shown = ", ".join(stats.removed[:10]) + (", …" if len(stats.removed) > 10 else "")
+        print(
+            f"citeqa: note: removed {len(stats.removed)} documents not under "
+            f"{', '.join(map(str, paths))}: {shown} (the index holds what its paths hold; "
+            "the previous generation keeps them until the next write)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -186,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modes",
         default="hybrid,dense,lexical",
-        help="comma-separated modes to compare (default: all three)",
+        help="comma-separated modes to compare (default: hybrid,dense,lexical); the naive "
+        "baseline always runs too",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
     p.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
@@ -214,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (citeqa ask ... | head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a read-only or full disk: the index on disk is left as it was
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"citeqa: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

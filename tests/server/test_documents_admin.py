@@ -75,7 +75,10 @@ def test_add_json_document_then_ask_about_it(
                                                      "doc_id": "fox"})
     assert response.status_code == 201, response.text
     added = response.json()
-    assert set(added) == {"doc_id", "title", "chars", "chunks", "sha256", "index_version"}
+    assert set(added) == {
+        "doc_id", "title", "chars", "chunks", "sha256", "index_version", "replaced"
+    }
+    assert added["replaced"] is False
     assert added["doc_id"] == "fox" and added["title"] == "Foxes"
     assert added["chars"] == len(FOX) and added["chunks"] >= 1
     assert added["sha256"] == citeqa.Document("fox", "Foxes", FOX).sha256
@@ -119,10 +122,12 @@ def test_add_without_title_uses_the_heading(admin_client: TestClient) -> None:
 
 
 def test_add_replaces_an_existing_document(admin_client: TestClient) -> None:
-    admin_client.post("/documents", json={"doc_id": "fox", "text": FOX})
+    first = admin_client.post("/documents", json={"doc_id": "fox", "text": FOX})
+    assert first.json()["replaced"] is False
     new_text = "# Foxes\n\nFoxes are now known to nap at noon.\n"
     response = admin_client.post("/documents", json={"doc_id": "fox", "text": new_text})
     assert response.status_code == 201
+    assert response.json()["replaced"] is True
     assert admin_client.get("/documents/fox").json()["text"] == new_text
 
 

@@ -618,9 +618,9 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     description=(
         "JSON `{title, text, doc_id?}` or a multipart/form-data upload (`file`, optional "
         "`title` and `doc_id`). Without `doc_id`, the upload's filename or a slug of the "
-        "title plus a text hash names it. An existing `doc_id` is replaced. Only the new "
-        "text is embedded; the response is sent once the new index generation is on disk, "
-        "and until then questions are answered from the previous one."
+        "title plus a text hash names it. An existing `doc_id` is replaced (`replaced` says "
+        "so). Only the new text is embedded; the response is sent once the new index "
+        "generation is on disk, and until then questions are answered from the previous one."
     ),
     dependencies=[Depends(require_admin)],
     responses=_problems(400, 401, 403, 413, 415, 422, 503),
@@ -655,6 +655,7 @@ async def add_document(
 
     def write() -> dict[str, Any]:
         with service.write_lock:
+            replaced = doc.doc_id in engine.index.documents
             try:
                 engine.add_documents([doc])
             except OSError as exc:
@@ -662,6 +663,7 @@ async def add_document(
             return {
                 **_summary(doc, engine.chunk_counts().get(doc.doc_id, 0)),
                 "index_version": engine.version,
+                "replaced": replaced,
             }
 
     added = await run_in_threadpool(write)

@@ -146,6 +146,9 @@ class DocumentResponse(BaseModel):
 
 class DocumentAdded(DocumentSummary):
     index_version: str = Field(description="the index generation that includes the document")
+    replaced: bool = Field(
+        description="true when a document with this doc_id existed and this one replaced it"
+    )
 
 
 class DocumentDeleted(BaseModel):
