@@ -249,8 +249,17 @@ def test_valid_doc_ids(doc_id: str) -> None:
     ],
 )
 def test_invalid_doc_ids(doc_id: str) -> None:
-    with pytest.raises(InvalidInputError, match=re.escape(f"invalid doc_id {doc_id!r}")):
+    shown = repr(doc_id)[:60]  # a long one is shortened
+    with pytest.raises(InvalidInputError, match=re.escape(f"invalid doc_id {shown}")):
         validate_doc_id(doc_id)
+
+
+def test_a_long_invalid_doc_id_is_not_echoed_whole() -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        validate_doc_id("a" * 50_000)
+    message = str(caught.value)
+    assert message.startswith("invalid doc_id 'aaaa") and "…: use 1-128" in message
+    assert len(message) < 200
 
 
 @pytest.mark.parametrize("doc_id", [None, 5])

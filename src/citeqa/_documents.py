@@ -18,8 +18,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def validate_doc_id(doc_id: str) -> str:
     if not isinstance(doc_id, str) or not DOC_ID_PATTERN.fullmatch(doc_id) or ".." in doc_id:
+        shown = repr(doc_id) if len(repr(doc_id)) <= 80 else repr(doc_id)[:77] + "…"
         raise InvalidInputError(
-            f"invalid doc_id {doc_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            f"invalid doc_id {shown}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     return doc_id

@@ -156,3 +156,33 @@ def test_hostile_document_is_shown_as_text(watch: Watch, live_server: LiveServer
     assert stray == []
     assert not [u for u in watch.requests if u.rstrip("/").endswith("/x")]
 
+
+
+def test_a_replaced_document_is_highlighted_in_its_new_text(
+    watch: Watch, live_server: LiveServer
+) -> None:
+    """The page keeps documents it fetched; after a replacement, an answer from the new
+    index generation must not be highlighted in the old text at the new offsets."""
+    page = watch.page
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    question = "When do the herons of Lake Orin nest?"
+    texts = [
+        "# Herons of Lake Orin\n\nThe herons of Lake Orin nest in early April.\n",
+        "# Herons of Lake Orin\n\nA survey of the lake was made this year by volunteers. "
+        "The herons of Lake Orin now nest in late March.\n",
+    ]
+    for text in texts:
+        added = httpx.post(f"{live_server.url}/documents", headers=headers, timeout=120,
+                           json={"doc_id": "herons", "text": text})
+        assert added.status_code == 201, added.text
+        expected = httpx.post(f"{live_server.url}/ask", json={"question": question},
+                              timeout=60).json()
+        herons = [s for s in expected["sentences"] if s["doc_id"] == "herons"]
+        assert herons and herons[0]["text"] in text, expected
+        answer = ask(page, question)
+        answer.locator(f'button.cite-marker[data-citation="{herons[0]["citation"]}"]').first.click()
+        mark = page.locator("#source-text mark")
+        expect(mark).to_have_count(1)
+        assert mark.text_content() == herons[0]["text"]
+        page.locator("#source-close").click()
+    assert watch.dialogs == [] and watch.problems == []

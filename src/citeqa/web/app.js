@@ -15,7 +15,8 @@ const sourceSection = $("#source-section");
 const sourceText = $("#source-text");
 const closeButton = $("#source-close");
 
-const docCache = new Map(); // doc_id -> Promise<document>
+// index_version + doc_id -> Promise<document>: a document replaced since has new offsets
+const docCache = new Map();
 let busy = false;
 let panelToken = 0; // lets a later click win over a slower earlier fetch
 let panelOpener = null; // element to give focus back to on close
@@ -61,8 +62,9 @@ async function problemMessage(res) {
   return `${res.status} ${res.statusText || "Request failed"}`.trim();
 }
 
-function fetchDocument(docId) {
-  if (!docCache.has(docId)) {
+function fetchDocument(docId, version) {
+  const key = `${version || ""}\u0000${docId}`;
+  if (!docCache.has(key)) {
     const pending = fetch(`/documents/${encodeURIComponent(docId)}`, {
       headers: { Accept: "application/json" },
     }).then(async (res) => {
@@ -70,10 +72,10 @@ function fetchDocument(docId) {
       return res.json();
     });
     // Forget failures so a later click can retry.
-    pending.catch(() => docCache.delete(docId));
-    docCache.set(docId, pending);
+    pending.catch(() => docCache.delete(key));
+    docCache.set(key, pending);
   }
-  return docCache.get(docId);
+  return docCache.get(key);
 }
 
 function setSection(section) {
@@ -109,7 +111,7 @@ async function showSource(target, opener) {
 
   let doc;
   try {
-    doc = await fetchDocument(target.docId);
+    doc = await fetchDocument(target.docId, target.version);
   } catch (err) {
     if (token !== panelToken) return;
     sourceText.removeAttribute("aria-busy");
@@ -132,8 +134,9 @@ async function showSource(target, opener) {
   mark.scrollIntoView({ block: "center" });
 }
 
-function citationTarget(citation) {
+function citationTarget(citation, version) {
   return {
+    version,
     docId: citation.doc_id,
     start: citation.start,
     end: citation.end,
@@ -142,7 +145,7 @@ function citationTarget(citation) {
   };
 }
 
-function renderCitations(citations, heading) {
+function renderCitations(citations, heading, version) {
   const wrap = el("div", "citations-block");
   wrap.append(el("h3", "citations-heading", heading));
   const list = el("ol", "citations");
@@ -156,7 +159,7 @@ function renderCitations(citations, heading) {
     head.append(el("span", "citation-num", `[${c.id}]`), el("span", "citation-title", c.title || c.doc_id));
     if (c.section) head.append(el("span", "citation-section", c.section));
     button.append(head, el("span", "citation-preview", preview(c.text)));
-    button.addEventListener("click", () => showSource(citationTarget(c), button));
+    button.addEventListener("click", () => showSource(citationTarget(c, version), button));
     item.append(button);
     list.append(item);
   }
@@ -176,7 +179,9 @@ function renderAnswer(data) {
     const note = el("div", "abstain-note");
     note.append(el("strong", "abstain-title", "Not in the documents"), el("p", "", "The documents do not answer this question."));
     turn.append(note);
-    if (citations.length) turn.append(renderCitations(citations, "Nearest passages"));
+    if (citations.length) {
+      turn.append(renderCitations(citations, "Nearest passages", data.index_version));
+    }
     return turn;
   }
 
@@ -191,14 +196,21 @@ function renderAnswer(data) {
     const cited = byId.get(s.citation) || {};
     marker.addEventListener("click", () =>
       showSource(
-        { docId: s.doc_id, start: s.start, end: s.end, title: cited.title, section: cited.section },
+        {
+          version: data.index_version,
+          docId: s.doc_id,
+          start: s.start,
+          end: s.end,
+          title: cited.title,
+          section: cited.section,
+        },
         marker,
       ),
     );
     body.append(marker, document.createTextNode(" "));
   }
   turn.append(body);
-  if (citations.length) turn.append(renderCitations(citations, "Sources"));
+  if (citations.length) turn.append(renderCitations(citations, "Sources", data.index_version));
   return turn;
 }
 
