@@ -357,6 +357,9 @@ def _row(engine: Engine, fragment: str) -> int:
         # ... of the office asked about, and not a person the question names
         ("Who was the U.S. ambassador to Mexico?", ["Foreign Minister Marcelo Ebrard"], False),
         ("Who was the head of FECI when Harris visited?", ["President Kamala Harris"], False),
+        # a head of state is a president, though a head is a leader
+        ("Who is the Mexican head of state Harris met?", ["President Andrés Manuel"], True),
+        ("Who is the head of the Mexican task force?", ["President Andrés Manuel"], False),
         ("What is the name of the Guatemalan president?", ["chief Samantha Power"], False),
         # "On June 15" tells no year
         ("In what year was the Minors Program created?", ["On June 15, the administration"], False),

@@ -351,12 +351,16 @@ def _titled_people(text: str) -> dict[str, frozenset[str]]:
     return out
 
 
+#: a president's office, though "head" alone is a leader's: "the Mexican head of state"
+_HEAD_OF_STATE = re.compile(r"\bheads?\s+of\s+(?:state|government)\b", re.IGNORECASE)
+
+
 def _names_office_holder(question: str, texts: list[str]) -> bool:
     """Whether the texts name, with a title, a person who may hold the office the
     question asks about: a title of the same kind ("ambassador" is not answered by
     "Secretary Mayorkas"), and nobody the question names itself ("Who was the head of
     FECI when Harris visited?" is not answered by "Vice President Kamala Harris")."""
-    asked_roles = _roles(question.split())
+    asked_roles = _roles(_HEAD_OF_STATE.sub("president", question).split())
     in_question = {w.lower() for w in re.findall(r"[A-Z][\w.-]*", question)}
     return any(
         not set(name.split()) & in_question
