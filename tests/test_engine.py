@@ -282,6 +282,20 @@ def test_add_document_embeds_only_it_and_answers_from_it(
     assert "Wombats dig burrows" in answer.answer
 
 
+def test_adding_the_same_document_again_writes_nothing(hashing_index_copy: Path) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    doc = make_document(NEW_TEXT, doc_id="marsupials")
+    assert not engine.add_documents([doc]).unchanged
+    version = engine.version
+    files = sorted(p.name for p in hashing_index_copy.iterdir())
+    again = engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
+    assert again.unchanged and again.embedded == 0
+    assert engine.version == version == current_version(hashing_index_copy)
+    assert sorted(p.name for p in hashing_index_copy.iterdir()) == files
+    changed = engine.add_documents([make_document(NEW_TEXT + " More.", doc_id="marsupials")])
+    assert not changed.unchanged and engine.version != version
+
+
 def test_add_existing_without_replace_is_refused(engine: Engine) -> None:
     [doc] = engine.documents()
     with pytest.raises(DocumentError, match="already exists"):

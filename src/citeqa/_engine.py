@@ -366,6 +366,9 @@ class Engine:
         data, stats = build_index(
             list(documents.values()), self.embedder, previous.params, previous=previous
         )
+        if data.version.split("-", 1)[1] == previous.version.split("-", 1)[1]:
+            # the same documents again (a re-posted file): no new generation to write
+            return dataclasses.replace(stats, unchanged=True)
         if persist and self.index_dir is not None:
             write_index(self.index_dir, data)
         self._answerer = Answerer(data, self.summary)
