@@ -350,16 +350,21 @@ def test_choose_threshold_separates_and_takes_the_widest_gap() -> None:
         choose_threshold([0.5], [])
 
 
-def test_calibrate_from_the_cli_writes_a_separating_threshold(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _plants_and_birds(tmp_path: Path) -> tuple[Path, Path]:
+    """An index of PLANTS and BIRDS (fake embedder) and GOOD_LINES as a question file."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for doc in (PLANTS, BIRDS):
         (corpus / f"{doc.doc_id}.md").write_text(doc.text, encoding="utf-8")
     index_dir = tmp_path / "index"
     index_corpus([corpus], index_dir, HashingEmbedder())
-    questions = write_jsonl(tmp_path / "q.jsonl", GOOD_LINES)
+    return index_dir, write_jsonl(tmp_path / "q.jsonl", GOOD_LINES)
+
+
+def test_calibrate_from_the_cli_writes_a_separating_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index_dir, questions = _plants_and_birds(tmp_path)
     monkeypatch.setattr(
         "citeqa._embedding.SentenceTransformerEmbedder", lambda *a, **k: HashingEmbedder()
     )
@@ -398,13 +403,7 @@ def test_calibrate_from_the_cli_writes_a_separating_threshold(
 def test_cli_eval_makes_output_folders_and_refuses_bad_outputs_before_evaluating(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for doc in (PLANTS, BIRDS):
-        (corpus / f"{doc.doc_id}.md").write_text(doc.text, encoding="utf-8")
-    index_dir = tmp_path / "index"
-    index_corpus([corpus], index_dir, HashingEmbedder())
-    questions = write_jsonl(tmp_path / "q.jsonl", GOOD_LINES)
+    index_dir, questions = _plants_and_birds(tmp_path)
     loaded: list[bool] = []
 
     def embedder(*args: object, **kwargs: object) -> HashingEmbedder:
