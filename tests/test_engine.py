@@ -136,16 +136,26 @@ def test_removing_a_document_from_the_corpus(seeds_copy: Path, tmp_path: Path) -
     assert {c.doc_id for c in data.chunks} == {"000_34741492cc8173b1"}
 
 
-def test_other_chunking_params_rebuild(seeds_copy: Path, tmp_path: Path) -> None:
+def test_other_chunking_params_rebuild_reusing_sentence_vectors(
+    seeds_copy: Path, tmp_path: Path
+) -> None:
     index_dir = tmp_path / "index"
     index_corpus([seeds_copy], index_dir, HashingEmbedder())
-    stats = index_corpus(
-        [seeds_copy], index_dir, HashingEmbedder(), ChunkingParams(max_tokens=64)
-    )
+    embedder = HashingEmbedder()
+    stats = index_corpus([seeds_copy], index_dir, embedder, ChunkingParams(max_tokens=64))
     assert not stats.unchanged and stats.embedded > 0
     data = load_index(index_dir)
     assert data.params.max_tokens == 64
     assert max(c.n_tokens for c in data.chunks) <= 64
+    # a vector is the model's for a text: the sentences (but those split to fit 64
+    # tokens) keep theirs, and the new chunks are most of what is embedded
+    scratch = HashingEmbedder()
+    fresh, _ = build_index(list(data.documents.values()), scratch, ChunkingParams(max_tokens=64))
+    assert embedder.texts_embedded == stats.embedded
+    assert stats.reused > 0.75 * len(data.sentences.starts)
+    assert stats.embedded + stats.reused == scratch.texts_embedded
+    assert (data.chunk_vectors() == fresh.chunk_vectors()).all()
+    assert (data.sentences.vectors == fresh.sentences.vectors).all()
 
 
 def test_other_model_rebuilds_from_scratch(seeds_copy: Path, tmp_path: Path) -> None:

@@ -192,7 +192,10 @@ def build_index(
     by_id = {doc.doc_id: doc for doc in docs}
     sent_texts = [by_id[d].text[s:e] for d, (s, e, _) in zip(sent_docs, sent_bounds, strict=True)]
 
-    cache = previous.vector_cache() if same_setup and previous is not None else {}
+    # A vector depends only on the model and the text, so other chunking parameters
+    # still reuse it: every sentence, and any chunk that comes out the same.
+    same_model = previous is not None and previous.model == model
+    cache = previous.vector_cache() if same_model and previous is not None else {}
     all_texts = [c.text for c in chunks] + sent_texts
     hashes = [sha256_text(t) for t in all_texts]
     missing: dict[str, str] = {}
