@@ -463,7 +463,7 @@ def _proper_terms(question: str) -> set[str]:
 _CAPITALISED_RUN = re.compile(r"\b[A-Z][\w’'-]*+(?:\s+[A-Z][\w’'-]*+)+")
 _POSSESSIVE = re.compile(r"['’]s?$")
 #: passages that hold all the words of a name, beyond which it counts as mentioned
-_RUN_CHUNKS = 64
+_RUN_CHUNKS = 16
 
 
 @lru_cache(maxsize=1)
@@ -770,6 +770,8 @@ class Answerer:
         rows_of = self.index.chunk_sentence_rows
         for chunk in chunks.tolist():
             for row in rows_of[chunk].tolist():
+                if not need <= self._terms_of_sentence(row):  # cached; most fail here
+                    continue
                 seq = terms(self.sentence_text(row))
                 if any(
                     seq[i] in need and need <= set(seq[i : i + span]) for i in range(len(seq))

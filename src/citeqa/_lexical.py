@@ -154,14 +154,21 @@ class LexicalIndex:
     def texts_with(self, all_terms: Sequence[str]) -> np.ndarray:
         """The texts (ascending) that hold every one of ``all_terms`` (index terms)."""
         columns = len(self._indptr) - 1
-        found: np.ndarray | None = None
+        postings = []
         for term in dict.fromkeys(all_terms):
             i = self._vocab.get(term)
             if i is None or i >= columns:
                 return np.zeros(0, dtype=np.int64)
-            texts = self._indices[int(self._indptr[i]) : int(self._indptr[i + 1])]
-            found = texts if found is None else np.intersect1d(found, texts)
-        return np.zeros(0, dtype=np.int64) if found is None else np.unique(found)
+            postings.append(self._indices[int(self._indptr[i]) : int(self._indptr[i + 1])])
+        if not postings:
+            return np.zeros(0, dtype=np.int64)
+        postings.sort(key=len)  # the rarest term's few texts, then look each up
+        found = np.unique(postings[0])
+        for texts in postings[1:]:
+            if not len(found):
+                break
+            found = found[np.isin(found, texts, kind="table")]
+        return found.astype(np.int64, copy=False)
 
     def idf(self) -> dict[str, float]:
         """Inverse document frequency of every indexed term (BM25's formula)."""
