@@ -233,6 +233,22 @@ def test_index_names_the_documents_a_rebuild_removes(work: Path, tmp_path: Path)
     assert f"citeqa: note: removed 1 documents not under {corpus}: beta" in second.stderr
 
 
+def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
+    work: Path, tmp_path: Path
+) -> None:
+    """Two folders of one name may hold two models, so with CITEQA_MODEL_PATH set an
+    unchanged corpus is judged by index_corpus, which loads the model, not by name."""
+    corpus = _two_documents(tmp_path)
+    index_dir = tmp_path / "idx"
+    args = ("index", str(corpus), "--index-dir", str(index_dir))
+    assert run_cli(*args, cwd=work, env=HASHING).returncode == 0
+    bundled = run_cli(*args, cwd=work, env=HASHING)
+    assert "is up to date" in bundled.stdout  # known by name: the model is not loaded
+    own = run_cli(*args, cwd=work, env={**HASHING, "CITEQA_MODEL_PATH": str(tmp_path / "m")})
+    assert own.returncode == 0, own.stderr
+    assert "unchanged, nothing written" in own.stdout and "0 texts embedded" in own.stdout
+
+
 def test_a_write_failure_is_a_clean_error(work: Path, tmp_path: Path) -> None:
     corpus = _two_documents(tmp_path)
     blocked = tmp_path / "a-file"

@@ -72,7 +72,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     documents = load_documents(paths)  # reject bad input before the model loads
     params = ChunkingParams(max_tokens=args.max_tokens, overlap_sentences=args.overlap_sentences)
-    if index_is_current(paths, index_dir, _model_name(settings), params):
+    # The bundled model is known by its name; a model folder of one's own only by
+    # loading it (another folder of the same name may hold another model), which
+    # index_corpus does before it decides that nothing changed.
+    known_by_name = settings.model_path is None
+    if known_by_name and index_is_current(paths, index_dir, _model_name(settings), params):
         print(
             f"index at {index_dir} is up to date with {len(documents)} documents "
             f"({time.perf_counter() - started:.2f} s): nothing embedded, nothing written"
