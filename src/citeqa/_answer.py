@@ -324,7 +324,13 @@ _TITLE = re.compile(
 _RUN_AFTER_TITLE = re.compile(r"(?:(?:\s+(?:of|the|for|and))*+\s+[A-Z][\w’'.-]*)+")
 
 
-def _roles(words: list[str]) -> frozenset[str]:
+#: a president's office, though "head" alone is a leader's: "the Mexican head of state"
+_HEAD_OF_STATE = re.compile(r"\bheads?\s+of\s+(?:state|government)\b", re.IGNORECASE)
+
+
+def _roles(text: str) -> frozenset[str]:
+    """The kinds of office the words of ``text`` name ("Foreign Minister" → minister)."""
+    words = _HEAD_OF_STATE.sub("president", text).split()
     return frozenset(_ROLES[w] for w in (w.lower().strip(",?") for w in words) if w in _ROLES)
 
 
@@ -347,12 +353,8 @@ def _titled_people(text: str) -> dict[str, frozenset[str]]:
         name = [w for w in tail[cut + 1 :] if w[:1].isupper() and not w.isupper()]  # no USAID
         if name:
             key = re.sub(r"(?:['’]s?)?[.,;:]*$", "", " ".join(name)).lower()  # "Harris’"
-            out[key] = _roles(words[: 2 + cut])
+            out[key] = _roles(" ".join(words[: 2 + cut]))
     return out
-
-
-#: a president's office, though "head" alone is a leader's: "the Mexican head of state"
-_HEAD_OF_STATE = re.compile(r"\bheads?\s+of\s+(?:state|government)\b", re.IGNORECASE)
 
 
 def _names_office_holder(question: str, texts: list[str]) -> bool:
@@ -360,7 +362,7 @@ def _names_office_holder(question: str, texts: list[str]) -> bool:
     question asks about: a title of the same kind ("ambassador" is not answered by
     "Secretary Mayorkas"), and nobody the question names itself ("Who was the head of
     FECI when Harris visited?" is not answered by "Vice President Kamala Harris")."""
-    asked_roles = _roles(_HEAD_OF_STATE.sub("president", question).split())
+    asked_roles = _roles(question)
     in_question = {w.lower() for w in re.findall(r"[A-Z][\w.-]*", question)}
     return any(
         not set(name.split()) & in_question

@@ -116,16 +116,19 @@ def index_corpus(
     with writer_lock(index_dir):
         previous = _load_previous(index_dir, embedder)
         data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
-        if (
-            previous is not None
-            and previous.version.split("-", 1)[1] == data.version.split("-", 1)[1]
-        ):
+        if previous is not None and _same_content(previous, data):
             return dataclasses.replace(stats, unchanged=True)
         write_index(index_dir, data)
     if previous is not None:
         removed = sorted(previous.documents.keys() - {doc.doc_id for doc in documents})
         stats = dataclasses.replace(stats, removed=tuple(removed))
     return stats
+
+
+def _same_content(a: IndexData, b: IndexData) -> bool:
+    """Whether two generations hold the same documents, model and parameters: a version
+    is "<generation>-<fingerprint of those>"."""
+    return a.version.split("-", 1)[1] == b.version.split("-", 1)[1]
 
 
 def index_is_current(
@@ -366,7 +369,7 @@ class Engine:
         data, stats = build_index(
             list(documents.values()), self.embedder, previous.params, previous=previous
         )
-        if data.version.split("-", 1)[1] == previous.version.split("-", 1)[1]:
+        if _same_content(previous, data):
             # the same documents again (a re-posted file): no new generation to write
             return dataclasses.replace(stats, unchanged=True)
         if persist and self.index_dir is not None:
