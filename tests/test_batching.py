@@ -19,12 +19,14 @@ class RecordingEmbedder(HashingEmbedder):
     def __init__(self, *, gate: threading.Event | None = None, fail: bool = False) -> None:
         super().__init__(dimension=32)
         self.batches: list[list[str]] = []
+        self.threads: list[str] = []
         self.gate = gate
         self.entered = threading.Event()
         self.fail = fail
 
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
         self.batches.append(list(texts))
+        self.threads.append(threading.current_thread().name)
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10), "test gate never opened"
@@ -66,6 +68,30 @@ def test_lone_caller_does_not_wait_for_company() -> None:
         for i in range(5):
             batcher.encode(f"question {i}")
     assert [len(b) for b in embedder.batches] == [1] * 5
+
+
+def test_a_lone_question_is_encoded_on_its_callers_thread_if_the_embedder_allows() -> None:
+    embedder = RecordingEmbedder()
+    assert embedder.any_thread
+    with MicroBatcher(embedder, max_batch=8, max_wait_ms=50) as batcher:
+        with batcher.answering():
+            batcher.encode("asked alone")
+        embedder.any_thread = False  # as torch: only the worker's thread encodes
+        with batcher.answering():
+            batcher.encode("asked alone, torch-like")
+    assert embedder.threads == [threading.current_thread().name, "citeqa-batcher"]
+    assert batcher.batch_sizes == [1, 1]
+
+
+def test_a_question_asked_while_another_is_answered_goes_through_the_worker() -> None:
+    embedder = RecordingEmbedder()
+    with MicroBatcher(embedder, max_batch=8, max_wait_ms=1) as batcher:
+        with batcher.answering():  # another question, between its encoding and its answer
+            with batcher.answering():
+                batcher.encode("asked in company")
+        with batcher.answering():
+            batcher.encode("asked alone again")
+    assert embedder.threads == ["citeqa-batcher", threading.current_thread().name]
 
 
 def test_concurrent_callers_are_encoded_together_and_get_their_own_rows() -> None:

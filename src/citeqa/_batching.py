@@ -8,6 +8,14 @@ most ``max_wait_ms`` or until ``max_batch`` are waiting, calls
 ``embedder.embed_batch`` once and hands each caller its row. A lone caller pays
 no waiting: the worker only waits while the batch could still grow *and* other
 requests arrived during the previous forward pass or the wait.
+
+A question answered while no other is (``answering`` counts them) and that
+finds the encoder free is encoded on its caller's own thread, if the embedder
+runs as fast from any thread (``Embedder.any_thread``: ONNX, not torch): the
+hand-over to the worker and back costs about half a millisecond, and more while
+ONNX Runtime's threads spin after a forward pass. Under load every question goes
+through the worker, where batches form. One lock keeps the encoder to one
+forward pass at a time either way.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +70,9 @@ class MicroBatcher:
         self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
+        self._encoder_lock = threading.Lock()  # one forward pass at a time
+        self._answering = 0
+        self._answering_lock = threading.Lock()
         #: sizes of the batches sent to the embedder (bounded; for benchmarks and tests)
         self.batch_sizes: list[int] = []
         self._worker = threading.Thread(target=self._run, name="citeqa-batcher", daemon=True)
@@ -76,8 +89,38 @@ class MicroBatcher:
             self._queue.put(_Request(text, future))
         return future
 
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Marks one question being answered, from before its encoding to its answer."""
+        with self._answering_lock:
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._answering_lock:
+                self._answering -= 1
+
     def encode(self, text: str) -> np.ndarray:
-        """The vector for ``text``, encoded together with whatever else is waiting."""
+        """The vector for ``text``, encoded together with whatever else is waiting.
+
+        With at most one question ``answering``, nothing queued and the encoder free,
+        the caller's own thread encodes it (if ``embedder.any_thread``).
+        """
+        if (
+            self.embedder.any_thread
+            and self._answering <= 1
+            and self._queue.empty()
+            and self._encoder_lock.acquire(blocking=False)
+        ):
+            try:
+                if self._closed:
+                    raise BatcherClosedError("the query batcher is closed; open a new engine")
+                self._record(1)
+                vectors = np.asarray(self.embedder.embed_batch([text]), np.float32)
+            finally:
+                self._encoder_lock.release()
+            _check_rows(vectors, 1)
+            return np.array(vectors[0], dtype=np.float32, copy=True)
         return self.submit(text).result()
 
     __call__ = encode
@@ -149,17 +192,23 @@ class MicroBatcher:
         live = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not live:
             return
-        if len(self.batch_sizes) < 100_000:
-            self.batch_sizes.append(len(live))
         try:
-            vectors = np.asarray(self.embedder.embed_batch([r.text for r in live]), np.float32)
-            if vectors.shape[0] != len(live):
-                raise CiteqaError(
-                    f"the embedder returned {vectors.shape[0]} vectors for {len(live)} texts"
-                )
+            with self._encoder_lock:
+                self._record(len(live))
+                vectors = np.asarray(self.embedder.embed_batch([r.text for r in live]), np.float32)
+            _check_rows(vectors, len(live))
         except BaseException as exc:  # noqa: BLE001 - every caller hears the failure
             for r in live:
                 r.future.set_exception(exc)
             return
         for r, row in zip(live, vectors, strict=True):
             r.future.set_result(np.array(row, dtype=np.float32, copy=True))
+
+    def _record(self, size: int) -> None:
+        if len(self.batch_sizes) < 100_000:
+            self.batch_sizes.append(size)
+
+
+def _check_rows(vectors: np.ndarray, texts: int) -> None:
+    if vectors.shape[0] != texts:
+        raise CiteqaError(f"the embedder returned {vectors.shape[0]} vectors for {texts} texts")

@@ -31,6 +31,9 @@ class Embedder(ABC):
     dimension: int
     #: the model's own token limit (special tokens included); None if unbounded
     max_seq_tokens: int | None = None
+    #: a forward pass is as fast from any thread. Not so for torch: its intra-op
+    #: threads belong to the thread that set them up (others ran at one core's speed).
+    any_thread: bool = False
 
     @abstractmethod
     def embed_batch(self, texts: Sequence[str]) -> np.ndarray:
@@ -71,6 +74,8 @@ class HashingEmbedder(Embedder):
     Texts that share words get similar vectors, which is enough for unit tests
     of retrieval and summarising; it needs no model and runs in microseconds.
     """
+
+    any_thread = True
 
     def __init__(self, dimension: int = 256, name: str = "hashing-test-embedder") -> None:
         if dimension < 8:

@@ -8,6 +8,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -243,8 +244,10 @@ class Engine:
     def ask(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> Answer:
         question = validate_query(question, top_k, mode)
         answerer = self._answerer  # one generation for the whole answer
-        vector = self.encode_query(core_question(question))
-        return answerer.answer(question, vector, top_k=top_k, mode=mode)
+        batcher = self._batcher
+        with batcher.answering() if batcher is not None else nullcontext():
+            vector = self.encode_query(core_question(question))
+            return answerer.answer(question, vector, top_k=top_k, mode=mode)
 
     def evidence_score(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> float:
         """The score ``ask`` compares with the abstention threshold (for calibration)."""

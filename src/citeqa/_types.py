@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
@@ -85,4 +85,22 @@ class Answer:
     citations: list[Citation]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``dataclasses.asdict(self)``, written out: asdict recurses and deep-copies field
+        by field, 0.1 ms per answer against 4 µs (a tenth of the summary's own time)."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "index_version": self.index_version,
+            "sentences": [
+                {"text": s.text, "citation": s.citation, "doc_id": s.doc_id,
+                 "start": s.start, "end": s.end, "score": s.score}
+                for s in self.sentences
+            ],
+            "citations": [
+                {"id": c.id, "chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title,
+                 "section": c.section, "text": c.text, "start": c.start, "end": c.end,
+                 "score": c.score, "retrievers": dict(c.retrievers)}
+                for c in self.citations
+            ],
+        }

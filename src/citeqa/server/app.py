@@ -366,7 +366,9 @@ class Service:
         )
 
 
-def get_service(request: Request) -> Service:
+# The dependencies of /ask are async: FastAPI runs a plain ``def`` dependency in the
+# thread pool, and three hand-overs there and back cost more than the work they do.
+async def get_service(request: Request) -> Service:
     service: Service = request.app.state.service
     return service
 
@@ -374,7 +376,7 @@ def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def get_engine(service: ServiceDep) -> Engine:
+async def get_engine(service: ServiceDep) -> Engine:
     if service.engine is None:
         raise service.unavailable()
     return service.engine
@@ -414,7 +416,7 @@ def require_admin(
         )
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
         raise HTTPException(
