@@ -105,6 +105,9 @@ def test_health_and_ready(client: TestClient, engine: citeqa.Engine) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "index_version": engine.version, "documents": 1}
+    for path in ("/healthz", "/readyz"):  # probes that send HEAD get the status, no body
+        head = client.head(path)
+        assert (head.status_code, head.content) == (200, b"")
 
 
 @pytest.mark.parametrize(

@@ -279,6 +279,7 @@ def test_load_failure_is_reported(tmp_path: Any) -> None:
         body = assert_problem(response, 503)
         assert "citeqa index" in body["detail"]  # says how to fix it
         assert "retry-after" not in response.headers  # retrying will not help
+        assert client.head("/readyz").status_code == 503
         assert_problem(client.post("/ask", json={"question": "q"}), 503)
         assert client.get("/healthz").status_code == 200
     assert isinstance(failures[0], citeqa.IndexNotFoundError)

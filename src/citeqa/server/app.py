@@ -724,6 +724,12 @@ async def readyz(service: ServiceDep) -> dict[str, Any]:
     return {"status": "ready", "index_version": engine.version, "documents": documents}
 
 
+# HEAD as well, for load balancers and uptime checks that probe with it. A route of its
+# own, out of the schema: one route with both methods gives two operations one id.
+for _path, _probe in (("/healthz", healthz), ("/readyz", readyz)):
+    router.add_api_route(_path, _probe, methods=["HEAD"], include_in_schema=False)
+
+
 def _web_routes(app: FastAPI) -> None:
     web = resources.files("citeqa") / "web"
     files = {name: (web / name).read_bytes() for name in WEB_FILES}
