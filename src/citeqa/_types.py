@@ -85,8 +85,9 @@ class Answer:
     citations: list[Citation]
 
     def to_dict(self) -> dict[str, Any]:
-        """``dataclasses.asdict(self)``, written out: asdict recurses and deep-copies field
-        by field, 0.1 ms per answer against 4 µs (a tenth of the summary's own time)."""
+        """``dataclasses.asdict(self)``, written out. asdict recursed and deep-copied
+        field by field: 0.1 ms per answer, a tenth of the time making the answer took.
+        This takes 4 µs."""
         return {
             "question": self.question,
             "answer": self.answer,
