@@ -165,6 +165,17 @@ def test_front_matter_words_may_name_the_document(bulletin_engine: Engine) -> No
     assert answer.sentences[0].text == "Riverwatch Trust\n4 Mar 2024 | Bulletin"
 
 
+def test_front_matter_answers_no_other_question() -> None:
+    # The dateline shares three words with the question and the answer one, so the
+    # dateline matched best; it may answer only a question about the document itself.
+    engine = one_document_engine(BULLETIN + "Volunteers recommend fencing the bridges.\n")
+    question = "What did the Riverwatch Trust bulletin recommend?"
+    assert about_the_document(question, frozenset({"riverwatch", "trust"})) is None
+    answer = engine.ask(question, top_k=5)
+    assert answer.sentences[0].text == "Volunteers recommend fencing the bridges."
+    assert "Riverwatch Trust" not in answer.answer
+
+
 @pytest.mark.parametrize(
     "question",
     [
@@ -267,4 +278,5 @@ def test_boilerplate_sentences_score_less_by_the_penalty() -> None:
     assert boilerplate.any() and not boilerplate.all()
     penalty = SummaryParams().boilerplate_penalty
     assert penalty > 0
-    assert np.allclose(lenient_scores - scores, penalty * boilerplate, atol=1e-6)
+    body = ~np.isin(rows, strict._structure.front_rows(["doc"]))  # front matter: last
+    assert np.allclose((lenient_scores - scores)[body], (penalty * boilerplate)[body], atol=1e-6)

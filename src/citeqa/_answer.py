@@ -843,6 +843,15 @@ class Answerer:
                     # however well "Title 42" matches "title"
                     below = scores[is_named].min() - 1.0
                     scores[~is_named] = np.minimum(scores[~is_named], below)
+            if mode == "hybrid" and label != FRONT_MATTER and p.structure_weight:
+                # ... and only such a question: "What was WOLA's first recommendation?"
+                # matched the dateline "WOLA: Advocacy for Human Rights ..." best. The
+                # front matter comes after every other sentence.
+                docs = list(dict.fromkeys(c.doc_id for c in citations))
+                front = np.isin(rows, self._structure.front_rows(docs))
+                if front.any() and not front.all():
+                    below = scores[~front].min() - 1.0
+                    scores[front] = np.minimum(scores[front], below)
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             # names as asked: "the Reuters article" is not in the corpus either, and a
             # bare topic ("Nicaragua", from "Does it mention ...") opens with its name

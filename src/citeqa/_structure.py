@@ -258,12 +258,7 @@ class StructureLookup:
             spelled = acronym.group(1) or acronym.group(2)
             return self._definitions(spelled, docs), DEFINITION
         if docs:
-            cached = self._front.get(docs[0])
-            if cached is None:
-                rows = self._front_matter(docs[0])
-                cached = rows, frozenset(t for r in rows for t in terms(self._text(r)))
-                self._front[docs[0]] = cached
-            front, front_terms = cached
+            front, front_terms = self._front_of(docs[0])
             asked = about_the_document(question, front_terms)
             if asked == "title":
                 return self._front_matter(docs[0], title_only=True), FRONT_MATTER
@@ -273,6 +268,18 @@ class StructureLookup:
                 wants_date = _ASKS_WHEN.search(question) is not None
                 return (dated if wants_date and dated else front), FRONT_MATTER
         return [], ""
+
+    def front_rows(self, docs: list[str]) -> list[int]:
+        """The front-matter rows (``_front_matter``) of ``docs``."""
+        return [r for doc in docs for r in self._front_of(doc)[0]]
+
+    def _front_of(self, doc_id: str) -> tuple[list[int], frozenset[str]]:
+        cached = self._front.get(doc_id)
+        if cached is None:
+            rows = self._front_matter(doc_id)
+            cached = rows, frozenset(t for r in rows for t in terms(self._text(r)))
+            self._front[doc_id] = cached
+        return cached
 
     def _definitions(self, acronym: str, docs: list[str]) -> list[int]:
         """Rows of the sentences of ``docs`` that spell out ``acronym``: "... (FECI)"."""
