@@ -281,6 +281,7 @@ def test_number_words_count_as_numbers(text: str, expected: bool) -> None:
         ("the law may end in May", "date", {"may"}),  # the month, not the verb
         ("in the weeks before June 14-15, 2021", "calendar", {"june 14-15", "june"}),
         ("starts at noon on Fridays or at 9 a.m.", "date", {"noon", "fridays", "9 a.m"}),
+        ("they graze at dawn and rest at midday", "date", {"dawn", "midday"}),
         ("met with Harris, UNHCR and Mexico’s president", "name", {"harri", "unhcr", "mexico"}),
         ("Mayorkas visited Mexico June 14-15, not on a Friday", "name", {"mexico"}),  # no months
         ("Families fleeing persecution have the right", "name", set()),  # opens the text

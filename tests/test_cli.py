@@ -159,6 +159,8 @@ def test_index_rejects_bad_documents_before_the_model_loads(
     [
         (["ask", ""], 1, "the question is empty; ask something"),
         (["ask", "  \t "], 1, "the question is empty"),
+        (["ask", "?!"], 1, "the question has no letters or digits"),
+        (["eval", "q.jsonl", "--modes", "hybrid,foo"], 2, "unknown mode 'foo'"),
         (["ask", "x" * 2001], 1, "the question is 2001 characters; the limit is 2000"),
         (["ask", "why?", "--top-k", "0"], 2, "--top-k must be 1..20, got 0"),
         (["ask", "why?", "--top-k", "21"], 2, "--top-k must be 1..20, got 21"),
@@ -177,6 +179,14 @@ def test_bad_arguments_fail_fast(
     assert_clean_error(result, returncode, message)
     assert not index_dir.exists()
     assert list(work.iterdir()) == []
+    for module in HEAVY:
+        assert module not in result.imported
+
+
+def test_version(work: Path) -> None:
+    result = run_cli("--version", cwd=work)
+    assert result.returncode == 0
+    assert result.stdout.startswith("citeqa ") and result.stdout.strip() != "citeqa unknown"
     for module in HEAVY:
         assert module not in result.imported
 

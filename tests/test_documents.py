@@ -198,6 +198,16 @@ def test_duplicate_ids_across_paths(tmp_path: Path) -> None:
         load_documents([a, b])
 
 
+def test_a_file_reached_twice_is_one_document(tmp_path: Path) -> None:
+    inner = write(tmp_path / "dup" / "x" / "same.txt", "Cats are great.")
+    write(tmp_path / "dup" / "y" / "same.txt", "Cats are terrible.")
+    (tmp_path / "link.txt").symlink_to(inner)
+    docs = load_documents([tmp_path / "dup", tmp_path / "dup" / "x", inner, tmp_path / "link.txt"])
+    assert [(d.doc_id, d.text) for d in docs] == [
+        ("x.same", "Cats are great."), ("y.same", "Cats are terrible.")
+    ]
+
+
 def test_bad_file_inside_folder_is_named(tmp_path: Path) -> None:
     write(tmp_path / "good.txt", "Good.")
     bad = write(tmp_path / "sub" / "bad.txt", b"\xff\xfe")

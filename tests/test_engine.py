@@ -213,7 +213,7 @@ def test_index_is_current_without_a_model(seeds_copy: Path, tmp_path: Path) -> N
     [
         ({"question": ""}, "the question is empty"),
         ({"question": "   \n\t"}, "the question is empty"),
-        ({"question": "\u200b\ufeff?!"}, "the question is empty"),
+        ({"question": "\u200b\ufeff?!"}, "the question has no letters or digits"),
         ({"question": "x" * 2001}, "the question is 2001 characters; the limit is 2000"),
         ({"question": "why\x00"}, "NUL"),
         ({"question": "who is \udcff?"}, "the question is not valid UTF-8 text"),

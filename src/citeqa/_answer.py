@@ -231,7 +231,8 @@ _COMPOUND = re.compile(rf"(?<![\w,.])({_FIGURE}|[a-z]++)-([a-z]+)\b")
 _RELATIVE_DATE = re.compile(
     r"\b(?:today|yesterday|tomorrow|tonight|now|currently|soon|later|earlier|previously"
     r"|recently|already|ago|once|until|till|after|before|during|following|since|when|whenever"
-    r"|noon|midnight|morning|afternoon|evening|night|weekends?|daily|weekly|monthly|yearly"
+    r"|noon|midnight|midday|dawn|dusk|daybreak|sunrise|sunset|nightfall|overnight"
+    r"|morning|afternoon|evening|night|weekends?|daily|weekly|monthly|yearly"
     r"|annually|spring|summer|autumn|winter"
     r"|(?:mon|tues|wednes|thurs|fri|satur|sun)days?|\d{1,2}(?::\d\d)?\s*[ap]\.?m\b"
     r"|(?:last|this|next|past|recent|coming)\s+(?:\w+\s+)?"

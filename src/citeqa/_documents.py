@@ -95,9 +95,14 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
 
 
 def load_documents(paths: Iterable[str | Path]) -> list[Document]:
-    """Documents from files and folders (``.txt``/``.md``, folders searched recursively)."""
+    """Documents from files and folders (``.txt``/``.md``, folders searched recursively).
+
+    A file reached twice (overlapping paths, a symbolic link to a file also given) is
+    one document, with the id from the first path that reached it.
+    """
     docs: list[Document] = []
     seen: dict[str, Path] = {}
+    read: set[Path] = set()
     for raw in paths:
         root = Path(raw)
         if root.is_dir():
@@ -118,6 +123,9 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
         else:
             raise DocumentError(f"{root} does not exist")
         for path, doc_id in pairs:
+            if path.resolve() in read:
+                continue
+            read.add(path.resolve())
             doc = read_document(path, doc_id=doc_id)
             if doc.doc_id in seen:
                 raise DocumentError(

@@ -48,9 +48,11 @@ log = logging.getLogger("citeqa")
 
 
 def validate_query(question: str, top_k: int, mode: str) -> str:
-    if not isinstance(question, str) or not any(c.isalnum() for c in question):
-        # blank, or only punctuation, zero-width spaces or a byte-order mark
+    if not isinstance(question, str) or not question.strip():
         raise InvalidInputError("the question is empty; ask something")
+    if not any(c.isalnum() for c in question):
+        # only punctuation, zero-width spaces or a byte-order mark
+        raise InvalidInputError("the question has no letters or digits; ask something")
     if len(question) > MAX_QUESTION_CHARS:
         raise InvalidInputError(
             f"the question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}"

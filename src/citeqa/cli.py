@@ -32,6 +32,18 @@ def _positive(name: str, low: int, high: int) -> Any:
     return parse
 
 
+def _modes(value: str) -> str:
+    """``--modes``, checked while parsing, so a bad one gets the usage line and exit 2."""
+    from ._eval import parse_modes
+    from ._exceptions import InvalidInputError
+
+    try:
+        parse_modes(value)
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _settings() -> Any:
     from .settings import load_settings
 
@@ -151,6 +163,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return int(cli_main(args, _settings()))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("citeqa")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._engine_limits import MAX_TOP_K, MODES
 
@@ -158,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="citeqa",
         description="Answer questions from documents with verbatim, cited sentences.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="build or update the index from .txt/.md files")
@@ -167,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens",
         type=_positive("--max-tokens", 16, 8192),
         default=200,
-        help="chunk budget in tiktoken tokens (default: 200)",
+        help="chunk budget in tiktoken tokens, 16..8192 (default: 200); a sentence "
+        "longer than it is cut into pieces",
     )
     p.add_argument(
         "--overlap-sentences",
@@ -197,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
     p.add_argument(
         "--modes",
+        type=_modes,
         default="hybrid,dense,lexical",
         help="comma-separated modes to compare (default: hybrid,dense,lexical); the naive "
         "baseline always runs too",

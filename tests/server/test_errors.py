@@ -135,6 +135,10 @@ def test_invalid_document_id_in_path_is_422(client: TestClient, doc_id: str) -> 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
     assert "/nope" in assert_problem(client.get("/nope"), 404)["detail"]
+    # a trailing slash is another path: no redirect to a Location taken from Host
+    trailing = client.post("/ask/", json={"question": "q"}, follow_redirects=False)
+    assert "/ask/" in assert_problem(trailing, 404)["detail"]
+    assert "location" not in trailing.headers
     response = client.put("/ask", json={"question": "q"})
     assert_problem(response, 405)
     assert "POST" in response.headers["allow"]

@@ -822,6 +822,8 @@ def create_app(
         # The bundled docs pages load scripts from a CDN, which the CSP forbids.
         docs_url=None,
         redoc_url=None,
+        # "/ask/" is a 404 problem, not a 307 to a Location built from the Host header
+        redirect_slashes=False,
     )
     app.state.service = service
     app.openapi = _openapi(app)  # type: ignore[method-assign]
