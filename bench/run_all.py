@@ -18,6 +18,7 @@ SCRIPTS = [
     ["indexing.py"],
     ["memory.py"],
     ["faiss_index.py"],
+    ["ask_during_write.py"],
 ]
 # ``--threads-one``: the same latency and throughput with one encoder thread, a check
 # of the thread settings against the two cores (about five minutes more).

@@ -92,6 +92,22 @@ def test_an_index_built_with_torch_serves_with_onnx_same_top5(  # type: ignore[n
         assert onnx_ids == torch_ids, q
 
 
+@pytest.mark.integration
+@pytest.mark.slow
+def test_onnx_encodes_from_several_threads_at_once(onnx_embedder) -> None:  # type: ignore[no-untyped-def]
+    # No lock: a question is encoded beside an indexing batch, not queued behind it.
+    from concurrent.futures import ThreadPoolExecutor
+
+    seed = next((REPO / "seeds").glob("*.txt")).read_text(encoding="utf-8")
+    batches = [[seed[i : i + 900] for i in range(k * 900, k * 900 + 7200, 900)] for k in range(4)]
+    batches += [[f"question {k}: who met whom, and when?"] for k in range(8)]
+    alone = [onnx_embedder.embed_batch(b) for b in batches]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(onnx_embedder.embed_batch, batches * 3))
+    for got, want in zip(together, alone * 3, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_onnx_without_an_export_says_what_to_do(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     from citeqa._embedding import OnnxEmbedder
