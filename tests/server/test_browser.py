@@ -186,3 +186,32 @@ def test_a_replaced_document_is_highlighted_in_its_new_text(
         assert mark.text_content() == herons[0]["text"]
         page.locator("#source-close").click()
     assert watch.dialogs == [] and watch.problems == []
+
+
+def test_an_answer_older_than_its_document_says_so(
+    watch: Watch, live_server: LiveServer
+) -> None:
+    """An answer's offsets belong to its index generation. Opened after the document
+    was replaced (and never fetched before), it says the document changed and quotes
+    the sentence it cited, instead of highlighting whatever the new text has there."""
+    page = watch.page
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    question = "When do the egrets of Lake Varn nest?"
+    old = "# Egrets of Lake Varn\n\nThe egrets of Lake Varn nest in early May.\n"
+    new = ("# Egrets of Lake Varn\n\nA count of the lake was made this spring by a school. "
+           "The egrets of Lake Varn now nest in late April.\n")
+    for text in (old, new):
+        added = httpx.post(f"{live_server.url}/documents", headers=headers, timeout=120,
+                           json={"doc_id": "egrets", "text": text})
+        assert added.status_code == 201, added.text
+        if text == old:
+            answer = ask(page, question)
+            cited = httpx.post(f"{live_server.url}/ask", json={"question": question},
+                               timeout=60).json()
+    quoted = next(s for s in cited["sentences"] if s["doc_id"] == "egrets")
+    assert quoted["text"] in old and quoted["text"] not in new
+    answer.locator(f'button.cite-marker[data-citation="{quoted["citation"]}"]').first.click()
+    expect(page.locator("#source-text .stale-quote")).to_have_text(quoted["text"])
+    expect(page.locator("#source-text mark")).to_have_count(0)
+    assert "changed since this answer" in (page.locator("#source-text").text_content() or "")
+    assert watch.dialogs == [] and watch.problems == []

@@ -98,7 +98,7 @@ function closePanel() {
   panelOpener = null;
 }
 
-// target: {docId, start, end, title, section}
+// target: {version, docId, start, end, title, section, quoted (the text the answer cites)}
 async function showSource(target, opener) {
   const token = ++panelToken;
   panelOpener = opener;
@@ -124,13 +124,22 @@ async function showSource(target, opener) {
   const start = codePointToUnit(text, target.start);
   const end = Math.max(start, codePointToUnit(text, target.end));
   if (doc.title) sourceTitle.textContent = doc.title;
+  sourceText.removeAttribute("aria-busy");
+  if (typeof target.quoted === "string" && text.slice(start, end) !== target.quoted) {
+    // The document was replaced after this answer: its offsets point into the old text.
+    const quote = el("blockquote", "stale-quote", target.quoted);
+    sourceText.replaceChildren(
+      el("p", "error", "This document has changed since this answer. Ask again to see the passage in it. The answer quoted:"),
+      quote,
+    );
+    return;
+  }
   const mark = el("mark", "", text.slice(start, end));
   sourceText.replaceChildren(
     document.createTextNode(text.slice(0, start)),
     mark,
     document.createTextNode(text.slice(end)),
   );
-  sourceText.removeAttribute("aria-busy");
   mark.scrollIntoView({ block: "center" });
 }
 
@@ -142,6 +151,7 @@ function citationTarget(citation, version) {
     end: citation.end,
     title: citation.title,
     section: citation.section,
+    quoted: citation.text,
   };
 }
 
@@ -203,6 +213,7 @@ function renderAnswer(data) {
           end: s.end,
           title: cited.title,
           section: cited.section,
+          quoted: s.text,
         },
         marker,
       ),
