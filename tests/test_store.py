@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -141,11 +143,15 @@ def test_failed_write_leaves_previous_generation_live(
     nxt, _ = build_index([*data.documents.values(), extra_doc(1)], HashingEmbedder(), previous=data)
 
     def boom(*args: object) -> None:
-        raise OSError("disk full")
+        raise OSError("88320 requested and 39904 written")  # numpy's short write, no errno
 
     monkeypatch.setattr(faiss, "write_index", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match="requested and") as failed:
         write_index(written, nxt)
+    # said as what it is, with the folder, so the CLI and the server can name the cause
+    assert failed.value.errno == errno.ENOSPC
+    assert failed.value.strerror.startswith(os.strerror(errno.ENOSPC))
+    assert Path(failed.value.filename).parent == written
     assert current_version(written) == data.version
     assert sorted(p.name for p in (written / "generations").iterdir()) == before
     assert not list(written.glob(".tmp-*"))

@@ -29,6 +29,7 @@ mid-deletion never leaves a half-deleted folder that looks like a generation.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -184,6 +185,13 @@ def write_index(index_dir: Path, data: IndexData) -> Path:
             _discard(index_dir, final)
         os.rename(tmp, final)
         fsync_dir(generations)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:  # numpy's short write: "88320 requested and 39904 written"
+            raise OSError(
+                errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(tmp)
+            ) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
