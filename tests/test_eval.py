@@ -397,7 +397,11 @@ def test_calibrate_from_the_cli_writes_a_separating_threshold(
     assert data["modes"]["hybrid"]["overall"]["abstention_recall"] == 1.0
     assert data["modes"]["hybrid"]["overall"]["false_abstention_rate"] == 0.0
     assert list(data["modes"]) == ["hybrid", "naive"]  # the baseline always runs
-    assert "calibrated (hybrid)" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "calibrated (hybrid)" in out.out
+    # 3 answerable and 2 unanswerable questions: it says the threshold is a guess
+    assert "calibrating on 3 answerable and 2 unanswerable questions" in out.err
+    assert str(index_dir / "calibration.json") in out.err
 
 
 def test_cli_eval_makes_output_folders_and_refuses_bad_outputs_before_evaluating(

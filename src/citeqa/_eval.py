@@ -35,7 +35,7 @@ from typing import Any, cast
 import numpy as np
 
 from ._embedding import Embedder
-from ._engine import Engine, validate_query, write_calibration
+from ._engine import CALIBRATION_FILE, Engine, validate_query, write_calibration
 from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import CiteqaError, InvalidInputError
 from ._segment import segment
@@ -587,6 +587,10 @@ def evaluate(
 
 # -- calibration ---------------------------------------------------------------------------
 
+#: below this many answerable or unanswerable questions, ``--calibrate`` says its
+#: threshold is a guess (the evaluation issue asks for 8 of each kind of unanswerable)
+CALIBRATION_MIN_PER_CLASS = 8
+
 
 def _balanced(
     answerable: np.ndarray, unanswerable: np.ndarray, t: float
@@ -803,6 +807,16 @@ def cli_main(args: Any, settings: Any) -> int:
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if args.calibrate:
+        answerable = sum(q.answerable for q in questions)
+        if min(answerable, len(questions) - answerable) < CALIBRATION_MIN_PER_CLASS:
+            log(
+                f"citeqa: note: calibrating on {answerable} answerable and "
+                f"{len(questions) - answerable} unanswerable questions; with fewer than "
+                f"{CALIBRATION_MIN_PER_CLASS} of each the threshold is a guess (delete "
+                f"{index_dir / CALIBRATION_FILE} to go back to the default)"
+            )
 
     embedder = SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
     engine = Engine.open(index_dir, embedder)
