@@ -124,6 +124,9 @@ def test_items_only_in_hybrid_mode(report_engine: Engine) -> None:
         ("When was the report on disappearances published?", None),
         ("What is the title of the executive order?", None),
         ("When did Harris visit Guatemala?", None),
+        ("What is the article about?", "front"),  # its title and subtitle say
+        ("What is the topic of this report?", "front"),
+        ("What is the report about disappearances?", None),
     ],
 )
 def test_questions_about_the_document_itself(question: str, about: str | None) -> None:

@@ -65,7 +65,7 @@ def _list_noun_terms() -> frozenset[str]:
 #: commentary *published*?", "Who *wrote* this article?", "What is its *title*?")
 _ABOUT_DOCUMENT = frozenset(
     "publish published publication release released issued posted written wrote write author "
-    "authors title titled headline called date dated".split()
+    "authors title titled headline called date dated about topic subject subtitle".split()
 )
 #: what a question may call a document of the corpus ("the *commentary*", "this *article*")
 DOCUMENT_NOUNS = tuple(
