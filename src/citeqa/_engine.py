@@ -311,7 +311,9 @@ class Engine:
         with self._write_lock:
             if self.index_dir is None:
                 return self._rebuild(change, persist=False)
-            with writer_lock(self.index_dir):
+            # Another process writing (a ``citeqa index`` run) may hold the lock for
+            # minutes: refuse at once rather than leave the caller waiting unseen.
+            with writer_lock(self.index_dir, wait=False):
                 # Build on the generation on disk if another writer (``citeqa index``,
                 # a second server) replaced ours, instead of discarding its work.
                 self._sync_with_disk(writing=True)

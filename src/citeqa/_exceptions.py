@@ -10,7 +10,8 @@ message catch that one class. The tree::
      └── IndexStoreError          the on-disk index cannot be used
           ├── IndexNotFoundError      no index at that path yet
           ├── IndexMismatchError      built with another model, dimension or format
-          └── IndexCorruptError       files missing, truncated or failing their checksum
+          ├── IndexCorruptError       files missing, truncated or failing their checksum
+          └── IndexBusyError          another process is writing it
 
 Messages say what went wrong and what to do next.
 """
@@ -51,3 +52,7 @@ class IndexMismatchError(IndexStoreError):
 
 class IndexCorruptError(IndexStoreError):
     """Index files are missing, truncated or fail their checksums."""
+
+
+class IndexBusyError(IndexStoreError):
+    """Another process is writing the index; try again when it is done."""

@@ -45,6 +45,7 @@ import numpy as np
 
 from ._chunking import ChunkingParams
 from ._exceptions import (
+    IndexBusyError,
     IndexCorruptError,
     IndexMismatchError,
     IndexNotFoundError,
@@ -65,11 +66,18 @@ def _rebuild_hint(index_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """One writer per index directory, across processes."""
+def writer_lock(index_dir: Path, *, wait: bool = True) -> Iterator[None]:
+    """One writer per index directory, across processes. With ``wait=False``, a
+    directory another process is writing raises ``IndexBusyError`` at once."""
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise IndexBusyError(
+                f"another process is writing the index at {index_dir} (a citeqa index "
+                "run?); try again when it is done"
+            ) from None
         try:
             yield
         finally:

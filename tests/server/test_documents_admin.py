@@ -273,6 +273,25 @@ def test_delete_document(admin_client: TestClient, engine: citeqa.Engine, index_
     assert_problem(admin_client.delete("/documents/fox"), 404)
 
 
+def test_a_write_while_another_process_writes_is_503_at_once(
+    admin_client: TestClient, engine: citeqa.Engine, index_dir: Path
+) -> None:
+    from citeqa._store import writer_lock
+
+    assert admin_client.post("/documents", json={"doc_id": "fox", "text": FOX}).status_code == 201
+    before = engine.version
+    with writer_lock(index_dir):  # as a citeqa index run holds it, for minutes maybe
+        for response in (
+            admin_client.post("/documents", json={"doc_id": "fox2", "text": FOX}),
+            admin_client.delete("/documents/fox"),
+        ):
+            body = assert_problem(response, 503)
+            assert "another process is writing the index" in body["detail"]
+            assert response.headers["retry-after"]
+    assert engine.version == before
+    assert admin_client.delete("/documents/fox").status_code == 200
+
+
 def test_delete_invalid_id_is_422(admin_client: TestClient) -> None:
     assert_problem(admin_client.delete("/documents/bad id"), 422)
 

@@ -46,6 +46,7 @@ from .._exceptions import (
     CiteqaError,
     DocumentError,
     DocumentNotFoundError,
+    IndexBusyError,
     IndexStoreError,
     InvalidInputError,
 )
@@ -464,11 +465,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
-def _citeqa_handler(status: int) -> Callable[[Request, Exception], Any]:
+def _citeqa_handler(
+    status: int, retry_after_s: int | None = None
+) -> Callable[[Request, Exception], Any]:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+
     async def handle(request: Request, exc: Exception) -> Response:
         if status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return problem_response(status, str(exc))
+        return problem_response(status, str(exc), headers=headers)
 
     return handle
 
@@ -836,6 +841,7 @@ def create_app(
     app.add_exception_handler(DocumentError, _citeqa_handler(422))
     app.add_exception_handler(DocumentNotFoundError, _citeqa_handler(404))
     app.add_exception_handler(IndexStoreError, _citeqa_handler(503))
+    app.add_exception_handler(IndexBusyError, _citeqa_handler(503, retry_after_s=RETRY_AFTER_S))
     app.add_exception_handler(Exception, _internal_error)
 
     document_limit = settings.max_document_bytes
