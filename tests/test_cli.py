@@ -332,3 +332,26 @@ def test_ask_with_mismatched_index_is_refused(mismatched_ask) -> None:  # type: 
 def test_error_after_model_load_is_the_only_stderr_line(mismatched_ask) -> None:  # type: ignore[no-untyped-def]
     _, _, result = mismatched_ask
     assert_clean_error(result, 1, "rebuild it with")
+
+
+def test_an_interrupt_while_a_library_loads_is_an_interrupt(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from citeqa import cli
+
+    def interrupted_import(args: object) -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:  # what onnxruntime's loader turns it into
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "cmd_ask", interrupted_import)
+    assert cli.main(["ask", "why?"]) == 130
+    assert capsys.readouterr().err == "citeqa: interrupted\n"
+
+    def broken_import(args: object) -> int:
+        raise ImportError("no module named frobnicate")
+
+    monkeypatch.setattr(cli, "cmd_ask", broken_import)
+    with pytest.raises(ImportError, match="frobnicate"):
+        cli.main(["ask", "why?"])

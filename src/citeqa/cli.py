@@ -248,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("citeqa: interrupted", file=sys.stderr)
         return 130
+    except ImportError as exc:
+        # Ctrl-C while onnxruntime loads surfaces as "ImportError: initialization failed"
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            print("citeqa: interrupted", file=sys.stderr)
+            return 130
+        raise
     except BrokenPipeError:  # the reader went away (citeqa ask ... | head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
