@@ -111,6 +111,11 @@ def test_ask_see_citations_and_the_highlighted_source(
     page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
     page.locator("#source-close").click()
     expect(page.locator("#source-panel")).to_be_hidden()
+    # a source in the list opens with its whole passage highlighted
+    last = expected["citations"][-1]
+    answer.locator(f'li.citation[data-citation="{last["id"]}"] button').click()
+    expect(page.locator("#source-text mark")).to_have_text(last["text"])
+    page.locator("#source-close").click()
     assert watch.dialogs == [] and watch.problems == []
 
 
