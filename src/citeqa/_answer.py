@@ -191,6 +191,8 @@ def spell_out_titles(question: str) -> str:
     return _ABBREVIATED_TITLE.sub(lambda m: _ABBREVIATED_TITLES[m.group(0)], question)
 
 
+# Cached: Engine.ask reads the core for the vector and the answerer again, per question.
+@lru_cache(maxsize=256)
 def core_question(question: str) -> str:
     """The question without a frame that names the corpus as its source: "According to
     the commentary, how many ...?", "In the article, ...", "..., according to the
@@ -520,6 +522,13 @@ def _metonym_terms() -> dict[str, tuple[tuple[str, ...], ...]]:
     return out
 
 
+def _rank_last(scores: np.ndarray, last: np.ndarray) -> None:
+    """Lower the scores of the ``last`` rows below every other's, in place, keeping
+    their order among themselves."""
+    if last.any() and not last.all():
+        scores[last] = np.minimum(scores[last], scores[~last].min() - 1.0)
+
+
 class _SentenceSims:
     """Cosines of one question with the sentences asked about, each computed once."""
 
@@ -842,17 +851,12 @@ class Answerer:
                     # a question only about the document ("What is its title?"): its
                     # front matter is the whole answer and its passage comes first,
                     # however well "Title 42" matches "title"
-                    below = scores[is_named].min() - 1.0
-                    scores[~is_named] = np.minimum(scores[~is_named], below)
+                    _rank_last(scores, ~is_named)
             if mode == "hybrid" and label != FRONT_MATTER and p.structure_weight:
                 # ... and only such a question: "What was WOLA's first recommendation?"
-                # matched the dateline "WOLA: Advocacy for Human Rights ..." best. The
-                # front matter comes after every other sentence.
+                # matched the dateline "WOLA: Advocacy for Human Rights ..." best
                 docs = list(dict.fromkeys(c.doc_id for c in citations))
-                front = np.isin(rows, self._structure.front_rows(docs))
-                if front.any() and not front.all():
-                    below = scores[~front].min() - 1.0
-                    scores[front] = np.minimum(scores[front], below)
+                _rank_last(scores, np.isin(rows, self._structure.front_rows(docs)))
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             # names as asked: "the Reuters article" is not in the corpus either, and a
             # bare topic ("Nicaragua", from "Does it mention ...") opens with its name

@@ -123,9 +123,9 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
         else:
             raise DocumentError(f"{root} does not exist")
         for path, doc_id in pairs:
-            if path.resolve() in read:
+            if (real := path.resolve()) in read:
                 continue
-            read.add(path.resolve())
+            read.add(real)
             doc = read_document(path, doc_id=doc_id)
             if doc.doc_id in seen:
                 raise DocumentError(
