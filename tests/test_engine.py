@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -20,6 +21,7 @@ from citeqa import (
     HashingEmbedder,
     IndexMismatchError,
     InvalidInputError,
+    SummaryParams,
     build_index,
     index_corpus,
     make_document,
@@ -257,8 +259,21 @@ def test_open_reads_calibration(hashing_index_copy: Path) -> None:
     assert not engine.ask("What is the capital of Australia?").abstained
 
 
+def test_open_ignores_a_calibration_chosen_for_another_model(
+    hashing_index_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = hashing_index_copy / "calibration.json"
+    path.write_text(json.dumps({"abstain_threshold": -50, "model": "another-model"}))
+    with caplog.at_level(logging.WARNING, logger="citeqa"):
+        engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    assert engine.summary.abstain_threshold == SummaryParams().abstain_threshold
+    assert "chosen for model another-model" in caplog.text
+    path.write_text(json.dumps({"abstain_threshold": -50, "model": engine.index.model["name"]}))
+    assert Engine.open(hashing_index_copy, HashingEmbedder()).summary.abstain_threshold == -50
+
+
 @pytest.mark.parametrize(
-    "text", ["{}", '{"abstain_threshold": NaN}', '{"abstain_threshold": Infinity}',
+    "text", ["{}", "[]", '{"abstain_threshold": NaN}', '{"abstain_threshold": Infinity}',
              '{"abstain_threshold": true}', '{"abstain_threshold": "high"}']
 )
 def test_open_refuses_unreadable_calibration(hashing_index_copy: Path, text: str) -> None:

@@ -70,25 +70,37 @@ def validate_query(question: str, top_k: int, mode: str) -> str:
     return question.strip()
 
 
-def read_calibration(index_dir: Path) -> float | None:
+def read_calibration(index_dir: Path, model_name: str | None = None) -> float | None:
+    """The threshold ``citeqa eval --calibrate`` stored, or None. One chosen for another
+    model than ``model_name`` is ignored: cosines of two models do not share a scale."""
     path = Path(index_dir) / CALIBRATION_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         value = data["abstain_threshold"]
         if isinstance(value, bool) or not math.isfinite(threshold := float(value)):
             raise ValueError(f"abstain_threshold must be a finite number, got {value!r}")
-        return threshold
+        chosen_for = data.get("model")
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(
             f"{path} is unreadable ({exc}); delete it or run citeqa eval --calibrate again"
         ) from None
+    if model_name is not None and chosen_for is not None and chosen_for != model_name:
+        log.warning(
+            "ignoring %s: its threshold was chosen for model %s, and the index is built with "
+            "%s; the default threshold applies until citeqa eval --calibrate runs again",
+            path, chosen_for, model_name,
+        )
+        return None
+    return threshold
 
 
-def with_calibration(summary: SummaryParams, index_dir: Path) -> SummaryParams:
-    """``summary`` with the abstention threshold stored with the index, if there is one."""
-    threshold = read_calibration(index_dir)
+def with_calibration(
+    summary: SummaryParams, index_dir: Path, model_name: str | None = None
+) -> SummaryParams:
+    """``summary`` with the abstention threshold stored with the index for its model."""
+    threshold = read_calibration(index_dir, model_name)
     if threshold is None or threshold == summary.abstain_threshold:
         return summary
     return dataclasses.replace(summary, abstain_threshold=threshold)
@@ -207,7 +219,7 @@ class Engine:
         index_dir = Path(index_dir)
         embedder = embedder or SentenceTransformerEmbedder()
         index = load_index(index_dir, model=model_info(embedder))
-        summary = with_calibration(summary or SummaryParams(), index_dir)
+        summary = with_calibration(summary or SummaryParams(), index_dir, index.model.get("name"))
         return cls(index, embedder, summary=summary, index_dir=index_dir)
 
     @property
@@ -361,7 +373,7 @@ class Engine:
                 index = fresh
         summary = self.summary
         if not writing and stamp is not None:
-            summary = with_calibration(summary, self.index_dir)
+            summary = with_calibration(summary, self.index_dir, index.model.get("name"))
         if index is self.index and summary is self.summary:
             return False
         self.summary = summary
