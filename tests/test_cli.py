@@ -169,6 +169,9 @@ def test_index_rejects_bad_documents_before_the_model_loads(
         (["index", "seeds", "--max-tokens", "8"], 2, "--max-tokens must be 16..8192, got 8"),
         (["index", "seeds", "--overlap-sentences", "17"], 2, "got 17"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        # Path("") is ".": an unset "$DOCS" must not index the current folder
+        (["index", "seeds", ""], 2, "argument PATH: an empty path (an unset variable?)"),
+        (["eval", " "], 2, "argument questions: an empty path"),
     ],
 )
 def test_bad_arguments_fail_fast(
@@ -271,6 +274,15 @@ def test_a_write_failure_is_a_clean_error(work: Path, tmp_path: Path) -> None:
 def test_bad_environment_variable_is_a_clean_error(work: Path) -> None:
     result = run_cli("ask", "What happened?", cwd=work, env={"CITEQA_THREADS": "many"})
     assert_clean_error(result, 1, "CITEQA_THREADS")
+
+
+def test_an_empty_index_dir_is_refused(work: Path) -> None:
+    seeds = str(Path(__file__).resolve().parents[1] / "seeds")
+    result = run_cli("index", seeds, "--index-dir", "", cwd=work)
+    assert_clean_error(result, 2, "argument --index-dir: an empty path")
+    result = run_cli("index", seeds, cwd=work, env={"CITEQA_INDEX_DIR": ""})
+    assert_clean_error(result, 1, "CITEQA_INDEX_DIR")
+    assert list(work.iterdir()) == []  # nothing written into the current folder
 
 
 def test_unusable_model_path_is_a_clean_error(work: Path, tmp_path: Path) -> None:

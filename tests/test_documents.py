@@ -58,6 +58,16 @@ def test_folder_is_searched_recursively_and_hidden_files_skipped(tmp_path: Path)
     assert [d.title for d in docs] == ["a", "Bee", "sub.deeper.C"]
 
 
+@pytest.mark.parametrize("raw", ["", "  "])
+def test_an_empty_path_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    write(tmp_path / "notes.txt", "Text in the current folder.")
+    monkeypatch.chdir(tmp_path)  # Path("") is ".", which holds a document here
+    with pytest.raises(DocumentError, match="a document path is empty"):
+        load_documents([raw])
+
+
 def test_several_paths_in_order(tmp_path: Path) -> None:
     write(tmp_path / "one" / "x.txt", "Ex text.")
     write(tmp_path / "two.md", "Two text.")

@@ -104,6 +104,8 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
     seen: dict[str, Path] = {}
     read: set[Path] = set()
     for raw in paths:
+        if not str(raw).strip():  # Path("") is "." and would index the current folder
+            raise DocumentError("a document path is empty (an unset variable?)")
         root = Path(raw)
         if root.is_dir():
             files = sorted(

@@ -32,6 +32,13 @@ def _positive(name: str, low: int, high: int) -> Any:
     return parse
 
 
+def _path(value: str) -> Path:
+    # Path("") is ".": an unset shell variable would index or write the current folder
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an empty path (an unset variable?)")
+    return Path(value)
+
+
 def _modes(value: str) -> str:
     """``--modes``, checked while parsing, so a bad one gets the usage line and exit 2."""
     from ._eval import parse_modes
@@ -183,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("index", help="build or update the index from .txt/.md files")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: seeds/)")
-    p.add_argument("--index-dir", type=Path, help="index location (default: index/)")
+    p.add_argument(
+        "paths", nargs="*", type=_path, metavar="PATH", help="files or folders (default: seeds/)"
+    )
+    p.add_argument("--index-dir", type=_path, help="index location (default: index/)")
     p.add_argument(
         "--max-tokens",
         type=_positive("--max-tokens", 16, 8192),
@@ -205,18 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
-    p.add_argument("--index-dir", type=Path)
+    p.add_argument("--index-dir", type=_path)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("serve", help="serve the HTTP API and chat page")
     p.add_argument("--host", help="bind address (default: 127.0.0.1)")
     p.add_argument("--port", type=_positive("--port", 0, 65535), help="port (default: 8000)")
-    p.add_argument("--index-dir", type=Path)
+    p.add_argument("--index-dir", type=_path)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("eval", help="measure answer quality on a question set")
-    p.add_argument("questions", type=Path, help="question set, JSON lines")
-    p.add_argument("--index-dir", type=Path)
+    p.add_argument("questions", type=_path, help="question set, JSON lines")
+    p.add_argument("--index-dir", type=_path)
     p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
     p.add_argument(
         "--modes",

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
+    @field_validator("index_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        # Path("") is ".": the index would be written into the current folder
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
     @field_validator("model_path", "onnx_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
