@@ -26,6 +26,7 @@ from citeqa import (
     index_corpus,
     make_document,
 )
+from citeqa._engine import index_is_current
 from citeqa._store import current_version, load_index
 from citeqa._types import sha256_text
 
@@ -250,6 +251,27 @@ def test_open_checks_the_model(hashing_index_dir: Path) -> None:
         Engine.open(hashing_index_dir, HashingEmbedder(dimension=64))
     engine = Engine.open(hashing_index_dir, HashingEmbedder())
     assert engine.version == current_version(hashing_index_dir)
+
+
+def test_index_repairs_a_damaged_generation_even_when_nothing_changed(tmp_path: Path) -> None:
+    for name, text in (("a", "Rivers flow. The Nile is long."), ("b", "Owls hunt at night.")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.txt").write_text(text)
+    index_dir, only_a = tmp_path / "index", [tmp_path / "a"]
+    index_corpus(only_a, index_dir, HashingEmbedder())
+    first = current_version(index_dir)
+    index_corpus([tmp_path / "a", tmp_path / "b"], index_dir, HashingEmbedder())
+    damaged = current_version(index_dir)
+    documents = index_dir / "generations" / damaged / "documents.jsonl"
+    documents.write_bytes(documents.read_bytes().replace(b"Owls", b"Bats"))
+    name = HashingEmbedder().name
+    # The fallback holds what only_a holds, but CURRENT still names the damaged one.
+    assert not index_is_current(only_a, index_dir, name)
+    stats = index_corpus(only_a, index_dir, HashingEmbedder())
+    assert not stats.unchanged
+    assert current_version(index_dir) not in (damaged, first)
+    assert index_is_current(only_a, index_dir, name)
+    assert (index_dir / "damaged" / damaged).is_dir()
 
 
 def test_open_reads_calibration(hashing_index_copy: Path) -> None:

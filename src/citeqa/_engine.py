@@ -131,9 +131,15 @@ def index_corpus(
     with writer_lock(index_dir):
         previous = _load_previous(index_dir, embedder)
         data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
-        if previous is not None and _same_content(previous, data):
+        # A previous that is not CURRENT's is the fallback from a damaged generation:
+        # writing even the same content makes an intact one live again.
+        if (
+            previous is not None
+            and _same_content(previous, data)
+            and previous.version == current_version(index_dir)
+        ):
             return dataclasses.replace(stats, unchanged=True)
-        write_index(index_dir, data)
+        write_index(index_dir, data, base=previous.version if previous else None)
     if previous is not None:
         removed = sorted(previous.documents.keys() - {doc.doc_id for doc in documents})
         stats = dataclasses.replace(stats, removed=tuple(removed))
@@ -156,6 +162,8 @@ def index_is_current(
     ``model_name`` and ``params`` — decided without loading the model."""
     try:
         index = load_index(Path(index_dir))
+        if index.version != current_version(Path(index_dir)):
+            return False  # a fallback from a damaged generation: a write repairs it
     except CiteqaError:
         return False
     if index.model.get("name") != model_name or index.params != (params or ChunkingParams()):
@@ -392,6 +400,6 @@ class Engine:
             # the same documents again (a re-posted file): no new generation to write
             return dataclasses.replace(stats, unchanged=True)
         if persist and self.index_dir is not None:
-            write_index(self.index_dir, data)
+            write_index(self.index_dir, data, base=previous.version)
         self._answerer = Answerer(data, self.summary)
         return stats

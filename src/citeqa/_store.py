@@ -12,6 +12,7 @@ Layout of an index directory::
         dense.faiss            FAISS index of chunk vectors, row i == chunk i
         bm25/                  bm25s files (numpy arrays saved without pickle, JSON)
     calibration.json           abstention threshold chosen by ``citeqa eval --calibrate``
+    damaged/<version>/         a damaged live generation that a later write replaced
 
 A generation is written in ``.tmp-*``, fsynced, renamed into ``generations/``
 and only then named in ``CURRENT``: a crash at any point leaves the previous
@@ -19,7 +20,8 @@ generation live and whole. Loading checks every file against the manifest's
 checksums and counts before FAISS or numpy reads it; when the generation named in
 ``CURRENT`` fails that check, the newest older generation that passes is served
 instead (with a warning naming the bad file), and when none passes the original
-error is raised. What crashed writers leave behind (``.tmp-*`` folders, temporary
+error is raised. The next write builds on that fallback, keeps it as the previous
+generation and moves the damaged one to ``damaged/``. What crashed writers leave behind (``.tmp-*`` folders, temporary
 files, generations newer than ``CURRENT`` that were never made live) is ignored by
 loading and removed by the next writer, or by a load while no writer is at work.
 Folders are renamed out of ``generations/`` before they are deleted, so a crash
@@ -58,11 +60,13 @@ from ._types import Chunk, Document, Span
 
 log = logging.getLogger("citeqa")
 KEEP_GENERATIONS = 2  # the live one and the one before it
+DAMAGED_DIR = "damaged"  # damaged generations a write replaced, kept for inspection
 _GENERATION = re.compile(r"[0-9]{6,}-[0-9a-f]+")  # "<generation>-<fingerprint>", see build_index
 
 
 def _rebuild_hint(index_dir: Path) -> str:
-    return f"rebuild it with: citeqa index --index-dir {index_dir}"
+    # without PATH, citeqa index would index the default corpus (seeds/) instead
+    return f"rebuild it with: citeqa index --index-dir {index_dir} PATH... (its documents)"
 
 
 @contextlib.contextmanager
@@ -90,8 +94,14 @@ def _write_jsonl(path: Path, rows: Any) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def write_index(index_dir: Path, data: IndexData) -> Path:
-    """Persist ``data`` as a new generation and make it live. Returns its folder."""
+def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) -> Path:
+    """Persist ``data`` as a new generation and make it live. Returns its folder.
+
+    ``base`` is the generation ``data`` was built from, which stays as the previous
+    one; without it, the generation live until now does. They differ when the live
+    one was damaged and a writer built on the older one it fell back to: that older
+    one is the intact copy, so it is kept and the damaged one discarded.
+    """
     import faiss
 
     index_dir = Path(index_dir)
@@ -208,8 +218,29 @@ def write_index(index_dir: Path, data: IndexData) -> Path:
     except IndexStoreError:
         before = None
     atomic_write_bytes(index_dir / "CURRENT", (data.version + "\n").encode())
-    _prune(index_dir, keep={data.version} | ({before} if before else set()))
+    previous = base or before
+    if before is not None and before not in (previous, data.version):
+        _set_aside(index_dir, before, previous)
+    _prune(index_dir, keep={data.version} | ({previous} if previous else set()))
     return final
+
+
+def _set_aside(index_dir: Path, damaged: str, previous: str | None) -> None:
+    """Move a damaged generation out of ``generations/`` instead of deleting it: it may
+    hold the only copy of a document (one added over HTTP), readable in part."""
+    source = index_dir / "generations" / damaged
+    if not source.is_dir():
+        return
+    target = index_dir / DAMAGED_DIR / damaged
+    target.parent.mkdir(exist_ok=True)
+    if target.exists():
+        target = target.with_name(f"{damaged}-{uuid.uuid4().hex[:8]}")
+    os.rename(source, target)
+    fsync_dir(index_dir / "generations")
+    log.warning(
+        "moved the damaged generation %s to %s; %s stays as the previous one",
+        damaged, target, previous,
+    )
 
 
 def _discard(index_dir: Path, folder: Path) -> None:

@@ -162,3 +162,22 @@ def test_prune_keeps_the_previous_live_generation_not_an_orphan(
     kept = sorted(p.name for p in (index / "generations").iterdir())
     assert kept == sorted([second.version, third.version])
     assert not list(index.glob(".tmp-*"))
+
+
+def test_a_write_over_a_damaged_generation_keeps_the_intact_one(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, first, second = two_generations
+    flip(index / "generations" / second.version / "documents.jsonl", 30)
+    base = load_index(index, model=MODEL)  # the fallback, as a writer would load it
+    third, _ = build_index([*base.documents.values(), extra(2)], HashingEmbedder(), previous=base)
+    with caplog.at_level(logging.WARNING, logger="citeqa"):
+        write_index(index, third, base=base.version)
+    # The intact generation stays the fallback; the damaged one is set aside, not deleted.
+    assert sorted(p.name for p in (index / "generations").iterdir()) == sorted(
+        [first.version, third.version]
+    )
+    assert (index / "damaged" / second.version / "documents.jsonl").is_file()
+    assert f"moved the damaged generation {second.version}" in caplog.text
+    assert load_index(index, model=MODEL).version == third.version
