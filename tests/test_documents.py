@@ -145,6 +145,8 @@ def test_sidecar_of_the_wrong_shape_is_a_document_error(tmp_path: Path, sidecar:
 def test_title_of_a_file_with_byte_order_mark(tmp_path: Path) -> None:
     path = write(tmp_path / "bom.md", b"\xef\xbb\xbf# Title After BOM\n\nBody text.\n")
     assert read_document(path).title == "Title After BOM"
+    path = write(tmp_path / "bom.txt", b"\xef\xbb\xbfPlain Title\n\nBody text.\n")
+    assert read_document(path).title == "Plain Title"
 
 
 # -- errors ------------------------------------------------------------------------------

@@ -164,3 +164,9 @@ def test_sentence_may_start_with_non_ascii_capital(opener: str) -> None:
 def test_byte_order_mark_is_not_part_of_the_first_sentence() -> None:
     text = "\ufeffFirst sentence here. Second one."
     assert texts(text, headings=False) == ["First sentence here.", "Second one."]
+
+
+def test_a_heading_after_a_byte_order_mark_is_a_heading() -> None:
+    text = "\ufeffBakery notes\n\nThe oven was built in 1912."
+    assert texts(text, headings=True) == ["Bakery notes"]
+    assert segment(text)[1].section == "Bakery notes"

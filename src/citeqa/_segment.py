@@ -76,7 +76,7 @@ def _strip(text: str, start: int, end: int) -> tuple[int, int]:
 
 def _heading_text(text: str, start: int, end: int, single_line: bool) -> str | None:
     """The heading's name if the block is a heading, else None."""
-    block = text[start:end]
+    block = text[start:end].lstrip("\ufeff")  # a file's byte-order mark: not a character
     md = _MD_HEADING.match(block)
     if md:
         return md.group(2).strip() or None

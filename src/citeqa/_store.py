@@ -21,9 +21,10 @@ checksums and counts before FAISS or numpy reads it; when the generation named i
 ``CURRENT`` fails that check, the newest older generation that passes is served
 instead (with a warning naming the bad file), and when none passes the original
 error is raised. The next write builds on that fallback, keeps it as the previous
-generation and moves the damaged one to ``damaged/``. What crashed writers leave behind (``.tmp-*`` folders, temporary
-files, generations newer than ``CURRENT`` that were never made live) is ignored by
-loading and removed by the next writer, or by a load while no writer is at work.
+generation and moves the damaged one to ``damaged/``. What crashed writers leave
+behind (``.tmp-*`` folders, temporary files, generations newer than ``CURRENT`` that
+were never made live) is ignored by loading and removed by the next writer, or by a
+load while no writer is at work.
 Folders are renamed out of ``generations/`` before they are deleted, so a crash
 mid-deletion never leaves a half-deleted folder that looks like a generation.
 """
