@@ -179,6 +179,16 @@ def test_front_matter_answers_no_other_question() -> None:
     assert "Riverwatch Trust" not in answer.answer
 
 
+def test_a_when_question_skips_front_matter_that_holds_no_date() -> None:
+    # a Markdown guide whose front matter is its title: the date is in the text
+    engine = one_document_engine(
+        "# Launch guide\n\nPublished 5 May 2019 by the Rocket Club.\n\n## Steps\n\n"
+        "Check the fuel valves. Clear the launch pad. Count down from ten.\n"
+    )
+    answer = engine.ask("When was the launch guide published?", top_k=2)
+    assert [s.text for s in answer.sentences] == ["Published 5 May 2019 by the Rocket Club."]
+
+
 @pytest.mark.parametrize(
     "question",
     [
