@@ -15,6 +15,7 @@ from citeqa import (
     Chunker,
     ChunkingParams,
     Document,
+    DocumentConflictError,
     DocumentError,
     DocumentNotFoundError,
     Engine,
@@ -325,6 +326,19 @@ def test_add_existing_without_replace_is_refused(engine: Engine) -> None:
     [doc] = engine.documents()
     with pytest.raises(DocumentError, match="already exists"):
         engine.add_documents([doc], replace=False)
+
+
+def test_same_source_replaces_only_a_document_from_that_source(engine: Engine) -> None:
+    engine.add_documents([make_document(NEW_TEXT, doc_id="report", source="upload:a b.txt")])
+    other = make_document("Echidnas lay eggs.", doc_id="report", source="upload:a_b.txt")
+    with pytest.raises(DocumentConflictError, match="another source.*'upload:a b.txt'"):
+        engine.add_documents([other], same_source=True)
+    assert engine.document("report").text == NEW_TEXT
+    same = make_document("Platypuses lay eggs.", doc_id="report", source="upload:a b.txt")
+    engine.add_documents([same], same_source=True)
+    assert engine.document("report").text == "Platypuses lay eggs."
+    engine.add_documents([other])  # without same_source, an id is replaced whatever its source
+    assert engine.document("report").source == "upload:a_b.txt"
 
 
 def test_replace_document(engine: Engine, embedder: HashingEmbedder) -> None:

@@ -167,6 +167,59 @@ def test_upload_filenames_become_safe_ids(
     assert response.json()["doc_id"].startswith(expected_prefix)
 
 
+REPORT_2022 = "# Report 2022\n\nRevenue fell to 2 million euros in 2022.\n"
+
+
+def _upload(client: TestClient, filename: str, content: str, **data: str) -> Any:
+    return client.post(
+        "/documents", files={"file": (filename, content.encode(), "text/plain")}, data=data
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "doc_id"),
+    [("Report 2021.txt", "Report_2021.txt", "Report_2021"),
+     ("отчет_2021.txt", "итоги_2021.txt", "2021"),
+     ("forêt.md", "for_t.txt", "for_t")],
+)
+def test_an_id_from_a_filename_never_replaces_another_files_document(
+    admin_client: TestClient, engine: citeqa.Engine, index_dir: Path,
+    first: str, second: str, doc_id: str,
+) -> None:
+    assert _upload(admin_client, first, FOX).json()["doc_id"] == doc_id
+    before = engine.version
+    body = assert_problem(_upload(admin_client, second, REPORT_2022), 409)
+    assert f"gives the id {doc_id!r}" in body["detail"] and "doc_id" in body["detail"]
+    assert engine.version == before
+    assert admin_client.get(f"/documents/{doc_id}").json()["text"] == FOX
+    # The filename is kept with the document, so another server (or a restart) agrees.
+    stored = citeqa.Engine.open(index_dir, citeqa.HashingEmbedder()).document(doc_id)
+    assert stored.source == f"upload:{first}"
+
+
+def test_the_same_filename_or_an_explicit_doc_id_still_replaces(
+    admin_client: TestClient,
+) -> None:
+    assert _upload(admin_client, "Report 2021.txt", FOX).json()["replaced"] is False
+    again = _upload(admin_client, "Report 2021.txt", REPORT_2022)
+    assert again.status_code == 201 and again.json()["replaced"] is True
+    explicit = _upload(admin_client, "Report_2021.txt", FOX, doc_id="Report_2021")
+    assert explicit.status_code == 201 and explicit.json()["replaced"] is True
+    assert admin_client.get("/documents/Report_2021").json()["text"] == FOX
+    # and the explicit id was the client's choice: that file may now be re-uploaded
+    assert _upload(admin_client, "Report_2021.txt", REPORT_2022).status_code == 201
+
+
+def test_an_id_from_a_filename_never_replaces_a_json_or_indexed_document(
+    admin_client: TestClient,
+) -> None:
+    admin_client.post("/documents", json={"doc_id": "notes", "text": FOX})
+    assert_problem(_upload(admin_client, "notes.txt", REPORT_2022), 409)
+    # the seed document came from `citeqa index` (its source is a path)
+    assert_problem(_upload(admin_client, "000_34741492cc8173b1.txt", REPORT_2022), 409)
+    assert admin_client.get("/documents/notes").json()["text"] == FOX
+
+
 @pytest.mark.parametrize(
     ("files", "data", "status", "needle"),
     [

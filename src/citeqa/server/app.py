@@ -44,6 +44,7 @@ from .._embedding import Embedder
 from .._engine import Engine
 from .._exceptions import (
     CiteqaError,
+    DocumentConflictError,
     DocumentError,
     DocumentNotFoundError,
     IndexBusyError,
@@ -492,10 +493,14 @@ _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_GAPS = re.compile(r"[^a-z0-9]+")
 
 
+def _upload_name(filename: str) -> str:
+    return PurePosixPath(filename.replace("\\", "/")).name  # never a path
+
+
 def _id_from_filename(filename: str | None) -> str | None:
     if not filename:
         return None
-    name = PurePosixPath(filename.replace("\\", "/")).name  # never a path
+    name = _upload_name(filename)
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     candidate = _UNSAFE_ID_CHARS.sub("_", stem).strip("._-")[:128].strip("._-")
     try:
@@ -522,7 +527,8 @@ def _validated(payload: Any) -> NewDocument:
 
 
 async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]:
-    """The document from a JSON body or a multipart upload, plus the upload's filename."""
+    """The document from a JSON body or a multipart upload, plus the upload's filename
+    (None for JSON)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "application/json":
         try:
@@ -550,7 +556,7 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
                 "convert it to UTF-8",
             ) from None
         fields = {k: v for k in ("title", "doc_id") if isinstance(v := form.get(k), str) and v}
-        return _validated({"text": text, **fields}), upload.filename
+        return _validated({"text": text, **fields}), upload.filename or ""
     raise HTTPException(
         415,
         "send application/json {title, text, doc_id?} or multipart/form-data with a 'file' "
@@ -626,11 +632,13 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
         "JSON `{title, text, doc_id?}` or a multipart/form-data upload (`file`, optional "
         "`title` and `doc_id`). Without `doc_id`, the upload's filename or a slug of the "
         "title plus a text hash names it. An existing `doc_id` is replaced (`replaced` says "
-        "so). Only the new text is embedded; the response is sent once the new index "
-        "generation is on disk, and until then questions are answered from the previous one."
+        "so), except that an id taken from a filename replaces only an upload of the same "
+        "filename: another document with that id is a 409. Only the new text is embedded; "
+        "the response is sent once the new index generation is on disk, and until then "
+        "questions are answered from the previous one."
     ),
     dependencies=[Depends(require_admin)],
-    responses=_problems(400, 401, 403, 413, 415, 422, 503),
+    responses=_problems(400, 401, 403, 409, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -655,18 +663,30 @@ async def add_document(
     request: Request, response: Response, service: ServiceDep, engine: EngineDep
 ) -> dict[str, Any]:
     new, filename = await _read_new_document(request)
-    doc_id = new.doc_id or _id_from_filename(filename) or derive_doc_id(
+    from_filename = None if new.doc_id else _id_from_filename(filename)
+    doc_id = new.doc_id or from_filename or derive_doc_id(
         new.title or detect_title(new.text, ""), new.text
     )
-    doc = make_document(new.text, doc_id=doc_id, title=new.title, source="api")
+    # The source records the filename, so an id derived from it replaces only an upload
+    # of the same name: lossy ids ("Report 2021.txt", "Report_2021.txt") must not collide.
+    source = "api" if filename is None else f"upload:{_upload_name(filename)}"
+    doc = make_document(new.text, doc_id=doc_id, title=new.title, source=source)
 
     def write() -> dict[str, Any]:
         with service.write_lock:
             replaced = doc.doc_id in engine.index.documents
             try:
-                engine.add_documents([doc])
+                engine.add_documents([doc], same_source=from_filename is not None)
             except OSError as exc:
                 raise _persist_error(exc) from None
+            except DocumentConflictError:
+                raise HTTPException(
+                    409,
+                    f"the filename {_upload_name(filename or '')!r} gives the id {doc_id!r}, "
+                    "which a document from another source (another filename, a JSON body "
+                    "or `citeqa index`) already has; send a doc_id field: a new id keeps "
+                    f"both, {doc_id!r} replaces that document",
+                ) from None
             return {
                 **_summary(doc, engine.chunk_counts().get(doc.doc_id, 0)),
                 "index_version": engine.version,
