@@ -465,7 +465,7 @@ def test_failed_change_keeps_serving_the_old_generation(engine: Engine) -> None:
 def test_deleting_the_last_document_is_refused(engine: Engine, embedder: HashingEmbedder) -> None:
     [doc] = engine.documents()
     version = engine.version
-    with pytest.raises(DocumentError, match=f"{doc.doc_id!r} is the last document"):
+    with pytest.raises(DocumentConflictError, match=f"{doc.doc_id!r} is the last document"):
         engine.delete_document(doc.doc_id)
     assert engine.version == version and engine.document(doc.doc_id) is doc
     assert embedder.calls == 0

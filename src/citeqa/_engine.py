@@ -22,7 +22,6 @@ from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import (
     CiteqaError,
     DocumentConflictError,
-    DocumentError,
     DocumentNotFoundError,
     IndexNotFoundError,
     IndexStoreError,
@@ -327,7 +326,7 @@ class Engine:
             if doc_id not in current:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
             if len(current) == 1:
-                raise DocumentError(
+                raise DocumentConflictError(
                     f"{doc_id!r} is the last document; an index needs at least one, "
                     "so add another before deleting it"
                 )

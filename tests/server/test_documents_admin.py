@@ -356,6 +356,26 @@ def test_delete_the_last_document_is_409(admin_client: TestClient, engine: citeq
     assert engine.version == before
 
 
+def test_delete_the_last_document_is_409_when_another_server_deleted_the_rest(
+    make_client: ClientFactory, index_dir: Path
+) -> None:
+    """Two servers share the index: the second's copy still holds two documents, but the
+    generation on disk (which the write builds on) holds one. Once 422, as the engine's
+    check raised a plain DocumentError."""
+    first = make_client(admin_token=ADMIN_TOKEN, reload_interval_s=0)
+    first.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    assert first.post("/documents", json={"doc_id": "fox", "text": FOX}).status_code == 201
+    second = make_client(
+        engine_=citeqa.Engine.open(index_dir, citeqa.HashingEmbedder()),
+        admin_token=ADMIN_TOKEN, reload_interval_s=0,
+    )
+    second.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    assert first.delete("/documents/fox").status_code == 200
+    assert len(second.get("/documents").json()["documents"]) == 2  # not reloaded yet
+    response = second.delete("/documents/000_34741492cc8173b1")
+    assert "last document" in assert_problem(response, 409)["detail"]
+
+
 def test_readers_use_the_previous_generation_until_the_write_is_durable(
     admin_client: TestClient, engine: citeqa.Engine, embedder: GatedEmbedder
 ) -> None:

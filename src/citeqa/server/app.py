@@ -37,6 +37,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._documents import detect_title, make_document, validate_doc_id
@@ -463,7 +464,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.url.path}"
-    return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names only the first route on the path (GET for /documents,
+        # which takes POST too); RFC 9110 wants every method the resource supports.
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed on {request.url.path}; use " + " or ".join(
+            allowed
+        )
+    return problem_response(exc.status_code, detail, headers=headers)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    # The app's routes hold the included router as one opaque entry: look at both lists.
+    for route in (*router.routes, *request.app.router.routes):
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()  # PARTIAL: the path matches, the method not
+    rank = {method: i for i, method in enumerate(_METHOD_ORDER)}
+    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def _citeqa_handler(
@@ -712,13 +735,8 @@ async def delete_document(doc_id: str, service: ServiceDep, engine: EngineDep) -
 
     def write() -> dict[str, Any]:
         with service.write_lock:
-            documents = engine.index.documents
-            if doc_id in documents and len(documents) == 1:
-                # The engine cannot build an empty index (bm25s fails on an empty corpus).
-                raise HTTPException(
-                    409, f"{doc_id!r} is the last document and an index needs at least one; "
-                    "add another document first",
-                )
+            # Deleting the last document is a DocumentConflictError (409): the engine checks
+            # it against the generation on disk, which another server may have changed.
             try:
                 engine.delete_document(doc_id)
             except OSError as exc:
@@ -860,6 +878,7 @@ def create_app(
     app.add_exception_handler(InvalidInputError, _citeqa_handler(422))
     app.add_exception_handler(DocumentError, _citeqa_handler(422))
     app.add_exception_handler(DocumentNotFoundError, _citeqa_handler(404))
+    app.add_exception_handler(DocumentConflictError, _citeqa_handler(409))
     app.add_exception_handler(IndexStoreError, _citeqa_handler(503))
     app.add_exception_handler(IndexBusyError, _citeqa_handler(503, retry_after_s=RETRY_AFTER_S))
     app.add_exception_handler(Exception, _internal_error)
