@@ -240,6 +240,26 @@ def test_bad_uploads_are_4xx(
     assert needle in assert_problem(response, status)["detail"]
 
 
+def test_unknown_upload_fields_are_refused_like_unknown_json_fields(
+    admin_client: TestClient, engine: citeqa.Engine
+) -> None:
+    before = engine.version
+    upload = _upload(admin_client, "typo.txt", FOX, titel="MyTitle", doc_id="typo")
+    as_json = admin_client.post(
+        "/documents", json={"text": FOX, "titel": "MyTitle", "doc_id": "typo"}
+    )
+    detail = assert_problem(upload, 422)["detail"]
+    assert detail == assert_problem(as_json, 422)["detail"] == (
+        "body.titel: Extra inputs are not permitted"
+    )
+    assert upload.json()["errors"] == as_json.json()["errors"]
+    # text comes from the file in a multipart upload: a 'text' field is refused too
+    assert "body.text" in assert_problem(_upload(admin_client, "a.txt", FOX, text="x"), 422)[
+        "detail"
+    ]
+    assert engine.version == before
+
+
 def test_two_files_in_one_upload_are_refused(admin_client: TestClient) -> None:
     response = admin_client.post(
         "/documents",

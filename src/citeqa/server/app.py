@@ -512,6 +512,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 # -- helpers for /documents -------------------------------------------------------------------
 
+MULTIPART_FIELDS = ("file", "title", "doc_id")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_GAPS = re.compile(r"[^a-z0-9]+")
 
@@ -578,6 +579,14 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
                 f"the uploaded file is not UTF-8 text (invalid byte at offset {exc.start}); "
                 "convert it to UTF-8",
             ) from None
+        # Rejected like JSON's unknown fields, so a typo ("titel") is not silently dropped.
+        unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
+        if unknown:
+            raise RequestValidationError([
+                {"type": "extra_forbidden", "loc": ("body", name),
+                 "msg": "Extra inputs are not permitted"}
+                for name in unknown
+            ])
         fields = {k: v for k in ("title", "doc_id") if isinstance(v := form.get(k), str) and v}
         return _validated({"text": text, **fields}), upload.filename or ""
     raise HTTPException(
@@ -653,12 +662,12 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     summary="Add or replace a document (admin)",
     description=(
         "JSON `{title, text, doc_id?}` or a multipart/form-data upload (`file`, optional "
-        "`title` and `doc_id`). Without `doc_id`, the upload's filename or a slug of the "
-        "title plus a text hash names it. An existing `doc_id` is replaced (`replaced` says "
-        "so), except that an id taken from a filename replaces only an upload of the same "
-        "filename: another document with that id is a 409. Only the new text is embedded; "
-        "the response is sent once the new index generation is on disk, and until then "
-        "questions are answered from the previous one."
+        "`title` and `doc_id`; other fields are refused). Without `doc_id`, the upload's "
+        "filename or a slug of the title plus a text hash names it. An existing `doc_id` is "
+        "replaced (`replaced` says so), except that an id taken from a filename replaces "
+        "only an upload of the same filename: another document with that id is a 409. Only "
+        "the new text is embedded; the response is sent once the new index generation is "
+        "on disk, and until then questions are answered from the previous one."
     ),
     dependencies=[Depends(require_admin)],
     responses=_problems(400, 401, 403, 409, 413, 415, 422, 503),
@@ -671,6 +680,7 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "required": ["file"],
+                        "additionalProperties": False,
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "title": {"type": "string"},
