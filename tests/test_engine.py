@@ -15,6 +15,7 @@ from citeqa import (
     Chunker,
     ChunkingParams,
     Document,
+    DocumentConflictError,
     DocumentError,
     DocumentNotFoundError,
     Engine,
@@ -349,6 +350,19 @@ def test_add_existing_without_replace_is_refused(engine: Engine) -> None:
         engine.add_documents([doc], replace=False)
 
 
+def test_same_source_replaces_only_a_document_from_that_source(engine: Engine) -> None:
+    engine.add_documents([make_document(NEW_TEXT, doc_id="report", source="upload:a b.txt")])
+    other = make_document("Echidnas lay eggs.", doc_id="report", source="upload:a_b.txt")
+    with pytest.raises(DocumentConflictError, match="another source.*'upload:a b.txt'"):
+        engine.add_documents([other], same_source=True)
+    assert engine.document("report").text == NEW_TEXT
+    same = make_document("Platypuses lay eggs.", doc_id="report", source="upload:a b.txt")
+    engine.add_documents([same], same_source=True)
+    assert engine.document("report").text == "Platypuses lay eggs."
+    engine.add_documents([other])  # without same_source, an id is replaced whatever its source
+    assert engine.document("report").source == "upload:a_b.txt"
+
+
 def test_replace_document(engine: Engine, embedder: HashingEmbedder) -> None:
     engine.add_documents([make_document(NEW_TEXT, doc_id="marsupials")])
     embedder.texts_embedded = 0
@@ -473,7 +487,7 @@ def test_failed_change_keeps_serving_the_old_generation(engine: Engine) -> None:
 def test_deleting_the_last_document_is_refused(engine: Engine, embedder: HashingEmbedder) -> None:
     [doc] = engine.documents()
     version = engine.version
-    with pytest.raises(DocumentError, match=f"{doc.doc_id!r} is the last document"):
+    with pytest.raises(DocumentConflictError, match=f"{doc.doc_id!r} is the last document"):
         engine.delete_document(doc.doc_id)
     assert engine.version == version and engine.document(doc.doc_id) is doc
     assert embedder.calls == 0

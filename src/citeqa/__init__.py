@@ -7,6 +7,7 @@ from ._embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
 from ._engine import Engine, index_corpus
 from ._exceptions import (
     CiteqaError,
+    DocumentConflictError,
     DocumentError,
     DocumentNotFoundError,
     IndexBusyError,
@@ -30,6 +31,7 @@ __all__ = [
     "Citation",
     "CiteqaError",
     "Document",
+    "DocumentConflictError",
     "DocumentError",
     "DocumentNotFoundError",
     "Embedder",

@@ -21,7 +21,7 @@ from ._embedding import Embedder, SentenceTransformerEmbedder
 from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import (
     CiteqaError,
-    DocumentError,
+    DocumentConflictError,
     DocumentNotFoundError,
     IndexNotFoundError,
     IndexStoreError,
@@ -299,13 +299,29 @@ class Engine:
             counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
         return counts
 
-    def add_documents(self, documents: Sequence[Document], *, replace: bool = True) -> BuildStats:
-        """Add (or replace) documents; embeds only new text; durable before it returns."""
+    def add_documents(
+        self, documents: Sequence[Document], *, replace: bool = True, same_source: bool = False
+    ) -> BuildStats:
+        """Add (or replace) documents; embeds only new text; durable before it returns.
+
+        ``replace=False`` refuses an id the index holds; ``same_source=True`` refuses one
+        held by a document from another ``source`` (an id derived from a file name must
+        not replace another file's document). Both raise ``DocumentConflictError``,
+        checked against the generation on disk, so two servers sharing it agree.
+        """
 
         def change(current: dict[str, Document]) -> dict[str, Document]:
             for doc in documents:
-                if not replace and doc.doc_id in current:
-                    raise DocumentError(f"a document with id {doc.doc_id!r} already exists")
+                old = current.get(doc.doc_id)
+                if old is not None and not replace:
+                    raise DocumentConflictError(
+                        f"a document with id {doc.doc_id!r} already exists"
+                    )
+                if old is not None and same_source and old.source != doc.source:
+                    raise DocumentConflictError(
+                        f"a document with id {doc.doc_id!r} from another source already "
+                        f"exists ({old.source or 'unknown'!r}, not {doc.source!r})"
+                    )
                 current[doc.doc_id] = doc
             return current
 
@@ -318,7 +334,7 @@ class Engine:
             if doc_id not in current:
                 raise DocumentNotFoundError(f"no document with id {doc_id!r}")
             if len(current) == 1:
-                raise DocumentError(
+                raise DocumentConflictError(
                     f"{doc_id!r} is the last document; an index needs at least one, "
                     "so add another before deleting it"
                 )

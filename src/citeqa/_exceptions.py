@@ -6,7 +6,9 @@ message catch that one class. The tree::
     CiteqaError
      ├── InvalidInputError      a parameter or question is out of range
      ├── DocumentError          a document cannot be read (missing, not UTF-8, empty)
-     │    └── DocumentNotFoundError   no document with that id in the index
+     │    ├── DocumentNotFoundError   no document with that id in the index
+     │    └── DocumentConflictError   the change clashes with the index (an id taken by
+     │                                another source, deleting the last document)
      └── IndexStoreError          the on-disk index cannot be used
           ├── IndexNotFoundError      no index at that path yet
           ├── IndexMismatchError      built with another model, dimension or format
@@ -36,6 +38,10 @@ class DocumentNotFoundError(DocumentError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DocumentConflictError(DocumentError):
+    """The change conflicts with the documents the index holds now."""
 
 
 class IndexStoreError(CiteqaError):

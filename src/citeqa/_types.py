@@ -22,7 +22,9 @@ class Document:
     doc_id: str
     title: str
     text: str
-    source: str = ""  # where it came from (a path, or "api"); informational only
+    # where it came from: a path, "upload:<filename>" or "api"; an id derived from a
+    # file name replaces only a document from the same source (Engine.add_documents)
+    source: str = ""
 
     @cached_property
     def sha256(self) -> str:

@@ -167,6 +167,59 @@ def test_upload_filenames_become_safe_ids(
     assert response.json()["doc_id"].startswith(expected_prefix)
 
 
+REPORT_2022 = "# Report 2022\n\nRevenue fell to 2 million euros in 2022.\n"
+
+
+def _upload(client: TestClient, filename: str, content: str, **data: str) -> Any:
+    return client.post(
+        "/documents", files={"file": (filename, content.encode(), "text/plain")}, data=data
+    )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "doc_id"),
+    [("Report 2021.txt", "Report_2021.txt", "Report_2021"),
+     ("отчет_2021.txt", "итоги_2021.txt", "2021"),
+     ("forêt.md", "for_t.txt", "for_t")],
+)
+def test_an_id_from_a_filename_never_replaces_another_files_document(
+    admin_client: TestClient, engine: citeqa.Engine, index_dir: Path,
+    first: str, second: str, doc_id: str,
+) -> None:
+    assert _upload(admin_client, first, FOX).json()["doc_id"] == doc_id
+    before = engine.version
+    body = assert_problem(_upload(admin_client, second, REPORT_2022), 409)
+    assert f"gives the id {doc_id!r}" in body["detail"] and "doc_id" in body["detail"]
+    assert engine.version == before
+    assert admin_client.get(f"/documents/{doc_id}").json()["text"] == FOX
+    # The filename is kept with the document, so another server (or a restart) agrees.
+    stored = citeqa.Engine.open(index_dir, citeqa.HashingEmbedder()).document(doc_id)
+    assert stored.source == f"upload:{first}"
+
+
+def test_the_same_filename_or_an_explicit_doc_id_still_replaces(
+    admin_client: TestClient,
+) -> None:
+    assert _upload(admin_client, "Report 2021.txt", FOX).json()["replaced"] is False
+    again = _upload(admin_client, "Report 2021.txt", REPORT_2022)
+    assert again.status_code == 201 and again.json()["replaced"] is True
+    explicit = _upload(admin_client, "Report_2021.txt", FOX, doc_id="Report_2021")
+    assert explicit.status_code == 201 and explicit.json()["replaced"] is True
+    assert admin_client.get("/documents/Report_2021").json()["text"] == FOX
+    # and the explicit id was the client's choice: that file may now be re-uploaded
+    assert _upload(admin_client, "Report_2021.txt", REPORT_2022).status_code == 201
+
+
+def test_an_id_from_a_filename_never_replaces_a_json_or_indexed_document(
+    admin_client: TestClient,
+) -> None:
+    admin_client.post("/documents", json={"doc_id": "notes", "text": FOX})
+    assert_problem(_upload(admin_client, "notes.txt", REPORT_2022), 409)
+    # the seed document came from `citeqa index` (its source is a path)
+    assert_problem(_upload(admin_client, "000_34741492cc8173b1.txt", REPORT_2022), 409)
+    assert admin_client.get("/documents/notes").json()["text"] == FOX
+
+
 @pytest.mark.parametrize(
     ("files", "data", "status", "needle"),
     [
@@ -185,6 +238,26 @@ def test_bad_uploads_are_4xx(
 ) -> None:
     response = admin_client.post("/documents", files=files, data=data)
     assert needle in assert_problem(response, status)["detail"]
+
+
+def test_unknown_upload_fields_are_refused_like_unknown_json_fields(
+    admin_client: TestClient, engine: citeqa.Engine
+) -> None:
+    before = engine.version
+    upload = _upload(admin_client, "typo.txt", FOX, titel="MyTitle", doc_id="typo")
+    as_json = admin_client.post(
+        "/documents", json={"text": FOX, "titel": "MyTitle", "doc_id": "typo"}
+    )
+    detail = assert_problem(upload, 422)["detail"]
+    assert detail == assert_problem(as_json, 422)["detail"] == (
+        "body.titel: Extra inputs are not permitted"
+    )
+    assert upload.json()["errors"] == as_json.json()["errors"]
+    # text comes from the file in a multipart upload: a 'text' field is refused too
+    assert "body.text" in assert_problem(_upload(admin_client, "a.txt", FOX, text="x"), 422)[
+        "detail"
+    ]
+    assert engine.version == before
 
 
 def test_two_files_in_one_upload_are_refused(admin_client: TestClient) -> None:
@@ -301,6 +374,26 @@ def test_delete_the_last_document_is_409(admin_client: TestClient, engine: citeq
     response = admin_client.delete("/documents/000_34741492cc8173b1")
     assert "last document" in assert_problem(response, 409)["detail"]
     assert engine.version == before
+
+
+def test_delete_the_last_document_is_409_when_another_server_deleted_the_rest(
+    make_client: ClientFactory, index_dir: Path
+) -> None:
+    """Two servers share the index: the second's copy still holds two documents, but the
+    generation on disk (which the write builds on) holds one. Once 422, as the engine's
+    check raised a plain DocumentError."""
+    first = make_client(admin_token=ADMIN_TOKEN, reload_interval_s=0)
+    first.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    assert first.post("/documents", json={"doc_id": "fox", "text": FOX}).status_code == 201
+    second = make_client(
+        engine_=citeqa.Engine.open(index_dir, citeqa.HashingEmbedder()),
+        admin_token=ADMIN_TOKEN, reload_interval_s=0,
+    )
+    second.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+    assert first.delete("/documents/fox").status_code == 200
+    assert len(second.get("/documents").json()["documents"]) == 2  # not reloaded yet
+    response = second.delete("/documents/000_34741492cc8173b1")
+    assert "last document" in assert_problem(response, 409)["detail"]
 
 
 def test_readers_use_the_previous_generation_until_the_write_is_durable(

@@ -144,6 +144,21 @@ def test_unknown_route_and_method(client: TestClient) -> None:
     assert "POST" in response.headers["allow"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("DELETE", "/documents", "GET, POST"), ("POST", "/documents/notes", "GET, DELETE"),
+     ("GET", "/ask", "POST"), ("POST", "/healthz", "GET, HEAD"), ("DELETE", "/", "GET, HEAD")],
+)
+def test_405_allows_every_method_the_path_takes(
+    client: TestClient, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6; Starlette named only the first route's methods (GET)."""
+    response = client.request(method, path)
+    body = assert_problem(response, 405)
+    assert response.headers["allow"] == allow
+    assert body["detail"] == f"{method} is not allowed on {path}; use {allow.replace(', ', ' or ')}"
+
+
 # -- body limits ------------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -62,3 +63,28 @@ def test_cli_exits_with_a_clear_error_when_there_is_no_index(tmp_path: Path) -> 
     assert "citeqa: error: no index at" in result.stderr
     assert "citeqa index --index-dir" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_exits_with_a_clear_error_when_the_port_is_in_use(hashing_index_dir: Path) -> None:
+    """One line and status 1, before the model loads: once uvicorn's ERROR line and
+    status 3, and now and then an abort (134) as the model was loading in a thread."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(CITEQA_BIN), "serve", "--port", str(port), "--index-dir",
+             str(hashing_index_dir)],
+            env=server_env(CITEQA_EMBEDDER="hashing"), capture_output=True, text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"citeqa: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_a_host_that_does_not_resolve_is_a_clean_error(tmp_path: Path) -> None:
+    settings = Settings.model_construct(host="999.1.1.1", port=free_port(), index_dir=tmp_path)
+    with pytest.raises(citeqa.CiteqaError, match=r"cannot listen on 999\.1\.1\.1:\d+: "):
+        run(settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
+import socket
 from types import FrameType
 from typing import Any
 
@@ -12,7 +13,9 @@ from .._exceptions import CiteqaError, IndexStoreError, InvalidInputError
 from ..settings import Settings
 from .app import create_app
 
-__all__ = ["MIN_PUBLIC_TOKEN_CHARS", "check_bind", "create_app", "is_loopback", "run"]
+__all__ = [
+    "MIN_PUBLIC_TOKEN_CHARS", "check_bind", "create_app", "is_loopback", "listen_sockets", "run",
+]
 
 MIN_PUBLIC_TOKEN_CHARS = 32
 GRACEFUL_SHUTDOWN_S = 10
@@ -41,6 +44,39 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` resolves to, as uvicorn would bind them.
+
+    Bound before the app starts, so a port in use or a host that does not resolve is a
+    ``CiteqaError`` at once: not uvicorn's log line and exit status 3 with the model
+    still loading in a thread (which could abort the process as it exited).
+    """
+    name = host.strip().strip("[]")
+    where = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            name or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:
+                continue  # a family this machine lacks; asyncio skips it too
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:  # gaierror included
+        for sock in sockets:
+            sock.close()
+        raise CiteqaError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    if not sockets:
+        raise CiteqaError(f"cannot listen on {where}: no usable address")
+    return sockets
+
+
 def _log_config() -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
@@ -52,8 +88,18 @@ def _log_config() -> dict[str, Any]:
 
 
 def run(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM. Raises a ``CiteqaError`` when the index cannot load."""
+    """Serve until SIGINT/SIGTERM. Raises a ``CiteqaError`` when the address cannot be
+    bound or the index cannot load."""
     check_bind(settings)
+    sockets = listen_sockets(settings.host, settings.port)  # before the model loads
+    try:
+        _serve(settings, sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
     import uvicorn
 
     failures: list[Exception] = []
@@ -85,7 +131,15 @@ def run(settings: Settings) -> None:
     server = Server(config)
     if settings.admin_token:
         log.info("admin endpoints enabled (POST/DELETE /documents)")
-    server.run()
+    # uvicorn logs where it listens only for the sockets it binds itself.
+    log.info("listening on http://%s (Ctrl-C to quit)", _address(sockets[0]))
+    try:
+        server.run(sockets=sockets)
+    finally:
+        if service.loader is not None:
+            # Exiting while the model loads can abort the process (a native thread pool
+            # torn down mid-use: "terminate called without an active exception").
+            service.loader.join()
     if failures:
         exc = failures[0]
         if isinstance(exc, CiteqaError):
@@ -93,3 +147,8 @@ def run(settings: Settings) -> None:
         raise IndexStoreError(f"the index could not be loaded: {exc}") from exc
     if not server.started:
         raise CiteqaError(f"could not start the server on {settings.host}:{settings.port}")
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -37,6 +37,7 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._documents import detect_title, make_document, validate_doc_id
@@ -44,6 +45,7 @@ from .._embedding import Embedder
 from .._engine import Engine
 from .._exceptions import (
     CiteqaError,
+    DocumentConflictError,
     DocumentError,
     DocumentNotFoundError,
     IndexBusyError,
@@ -462,7 +464,29 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.url.path}"
-    return problem_response(exc.status_code, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names only the first route on the path (GET for /documents,
+        # which takes POST too); RFC 9110 wants every method the resource supports.
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed on {request.url.path}; use " + " or ".join(
+            allowed
+        )
+    return problem_response(exc.status_code, detail, headers=headers)
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    # The app's routes hold the included router as one opaque entry: look at both lists.
+    for route in (*router.routes, *request.app.router.routes):
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()  # PARTIAL: the path matches, the method not
+    rank = {method: i for i, method in enumerate(_METHOD_ORDER)}
+    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
 
 
 def _citeqa_handler(
@@ -488,14 +512,19 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 # -- helpers for /documents -------------------------------------------------------------------
 
+MULTIPART_FIELDS = ("file", "title", "doc_id")
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_GAPS = re.compile(r"[^a-z0-9]+")
+
+
+def _upload_name(filename: str) -> str:
+    return PurePosixPath(filename.replace("\\", "/")).name  # never a path
 
 
 def _id_from_filename(filename: str | None) -> str | None:
     if not filename:
         return None
-    name = PurePosixPath(filename.replace("\\", "/")).name  # never a path
+    name = _upload_name(filename)
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     candidate = _UNSAFE_ID_CHARS.sub("_", stem).strip("._-")[:128].strip("._-")
     try:
@@ -522,7 +551,8 @@ def _validated(payload: Any) -> NewDocument:
 
 
 async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]:
-    """The document from a JSON body or a multipart upload, plus the upload's filename."""
+    """The document from a JSON body or a multipart upload, plus the upload's filename
+    (None for JSON)."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "application/json":
         try:
@@ -549,8 +579,16 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
                 f"the uploaded file is not UTF-8 text (invalid byte at offset {exc.start}); "
                 "convert it to UTF-8",
             ) from None
+        # Rejected like JSON's unknown fields, so a typo ("titel") is not silently dropped.
+        unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
+        if unknown:
+            raise RequestValidationError([
+                {"type": "extra_forbidden", "loc": ("body", name),
+                 "msg": "Extra inputs are not permitted"}
+                for name in unknown
+            ])
         fields = {k: v for k in ("title", "doc_id") if isinstance(v := form.get(k), str) and v}
-        return _validated({"text": text, **fields}), upload.filename
+        return _validated({"text": text, **fields}), upload.filename or ""
     raise HTTPException(
         415,
         "send application/json {title, text, doc_id?} or multipart/form-data with a 'file' "
@@ -624,13 +662,15 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     summary="Add or replace a document (admin)",
     description=(
         "JSON `{title, text, doc_id?}` or a multipart/form-data upload (`file`, optional "
-        "`title` and `doc_id`). Without `doc_id`, the upload's filename or a slug of the "
-        "title plus a text hash names it. An existing `doc_id` is replaced (`replaced` says "
-        "so). Only the new text is embedded; the response is sent once the new index "
-        "generation is on disk, and until then questions are answered from the previous one."
+        "`title` and `doc_id`; other fields are refused). Without `doc_id`, the upload's "
+        "filename or a slug of the title plus a text hash names it. An existing `doc_id` is "
+        "replaced (`replaced` says so), except that an id taken from a filename replaces "
+        "only an upload of the same filename: another document with that id is a 409. Only "
+        "the new text is embedded; the response is sent once the new index generation is "
+        "on disk, and until then questions are answered from the previous one."
     ),
     dependencies=[Depends(require_admin)],
-    responses=_problems(400, 401, 403, 413, 415, 422, 503),
+    responses=_problems(400, 401, 403, 409, 413, 415, 422, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -640,6 +680,7 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "required": ["file"],
+                        "additionalProperties": False,
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
                             "title": {"type": "string"},
@@ -655,18 +696,30 @@ async def add_document(
     request: Request, response: Response, service: ServiceDep, engine: EngineDep
 ) -> dict[str, Any]:
     new, filename = await _read_new_document(request)
-    doc_id = new.doc_id or _id_from_filename(filename) or derive_doc_id(
+    from_filename = None if new.doc_id else _id_from_filename(filename)
+    doc_id = new.doc_id or from_filename or derive_doc_id(
         new.title or detect_title(new.text, ""), new.text
     )
-    doc = make_document(new.text, doc_id=doc_id, title=new.title, source="api")
+    # The source records the filename, so an id derived from it replaces only an upload
+    # of the same name: lossy ids ("Report 2021.txt", "Report_2021.txt") must not collide.
+    source = "api" if filename is None else f"upload:{_upload_name(filename)}"
+    doc = make_document(new.text, doc_id=doc_id, title=new.title, source=source)
 
     def write() -> dict[str, Any]:
         with service.write_lock:
             replaced = doc.doc_id in engine.index.documents
             try:
-                engine.add_documents([doc])
+                engine.add_documents([doc], same_source=from_filename is not None)
             except OSError as exc:
                 raise _persist_error(exc) from None
+            except DocumentConflictError:
+                raise HTTPException(
+                    409,
+                    f"the filename {_upload_name(filename or '')!r} gives the id {doc_id!r}, "
+                    "which a document from another source (another filename, a JSON body "
+                    "or `citeqa index`) already has; send a doc_id field: a new id keeps "
+                    f"both, {doc_id!r} replaces that document",
+                ) from None
             return {
                 **_summary(doc, engine.chunk_counts().get(doc.doc_id, 0)),
                 "index_version": engine.version,
@@ -692,13 +745,8 @@ async def delete_document(doc_id: str, service: ServiceDep, engine: EngineDep) -
 
     def write() -> dict[str, Any]:
         with service.write_lock:
-            documents = engine.index.documents
-            if doc_id in documents and len(documents) == 1:
-                # The engine cannot build an empty index (bm25s fails on an empty corpus).
-                raise HTTPException(
-                    409, f"{doc_id!r} is the last document and an index needs at least one; "
-                    "add another document first",
-                )
+            # Deleting the last document is a DocumentConflictError (409): the engine checks
+            # it against the generation on disk, which another server may have changed.
             try:
                 engine.delete_document(doc_id)
             except OSError as exc:
@@ -840,6 +888,7 @@ def create_app(
     app.add_exception_handler(InvalidInputError, _citeqa_handler(422))
     app.add_exception_handler(DocumentError, _citeqa_handler(422))
     app.add_exception_handler(DocumentNotFoundError, _citeqa_handler(404))
+    app.add_exception_handler(DocumentConflictError, _citeqa_handler(409))
     app.add_exception_handler(IndexStoreError, _citeqa_handler(503))
     app.add_exception_handler(IndexBusyError, _citeqa_handler(503, retry_after_s=RETRY_AFTER_S))
     app.add_exception_handler(Exception, _internal_error)
