@@ -132,6 +132,14 @@ def test_sidecar_of_the_wrong_shape_is_a_document_error(tmp_path: Path, sidecar:
         load_documents([tmp_path])
 
 
+def test_an_invalid_doc_id_in_a_sidecar_names_the_sidecar(tmp_path: Path) -> None:
+    write(tmp_path / "report.md", "Text.")
+    sidecar = write(tmp_path / "report.md.meta.json", json.dumps({"doc_id": "../bad"}))
+    with pytest.raises(DocumentError) as caught:
+        load_documents([tmp_path])
+    assert str(caught.value).startswith(f"{sidecar}: invalid doc_id '../bad': use 1-128")
+
+
 def test_title_of_a_file_with_byte_order_mark(tmp_path: Path) -> None:
     path = write(tmp_path / "bom.md", b"\xef\xbb\xbf# Title After BOM\n\nBody text.\n")
     assert read_document(path).title == "Title After BOM"

@@ -86,6 +86,11 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
             raise DocumentError(
                 f'{sidecar} must be a JSON object like {{"title": "...", "doc_id": "..."}}'
             )
+        if meta.get("doc_id"):
+            try:
+                validate_doc_id(meta["doc_id"])
+            except InvalidInputError as exc:  # in a folder of many, say which sidecar
+                raise DocumentError(f"{sidecar}: {exc}") from None
     return make_document(
         text,
         doc_id=meta.get("doc_id") or doc_id or _doc_id_for(path, path.parent),
