@@ -169,6 +169,12 @@ def test_index_rejects_bad_documents_before_the_model_loads(
         (["index", "seeds", "--max-tokens", "8"], 2, "--max-tokens must be 16..8192, got 8"),
         (["index", "seeds", "--overlap-sentences", "17"], 2, "got 17"),
         (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+        (
+            ["eval", "q.jsonl", "--json", "out/m.json", "--report", "out/../out/m.json"],
+            2,
+            "--json and --report name the same file (out/m.json); give each its own",
+        ),
+        (["eval", "./q.jsonl", "--report", "q.jsonl"], 2, "--report q.jsonl is the question set"),
     ],
 )
 def test_bad_arguments_fail_fast(
@@ -259,12 +265,25 @@ def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
     assert "unchanged, nothing written" in own.stdout and "0 texts embedded" in own.stdout
 
 
-def test_a_write_failure_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "under, message",
+    [
+        ("", "the index location {blocked} is a file, not a folder"),
+        ("sub", "cannot make the index folder {blocked}/sub: {blocked} is a file, not a folder"),
+    ],
+)
+def test_an_index_dir_that_is_a_file_is_refused_before_the_model_loads(
+    work: Path, tmp_path: Path, under: str, message: str
+) -> None:
     corpus = _two_documents(tmp_path)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder\n")
-    result = run_cli("index", str(corpus), "--index-dir", str(blocked), cwd=work, env=HASHING)
-    assert_clean_error(result, 1, str(blocked))
+    # An unusable model path is a tripwire: touching the model reports it instead.
+    result = run_cli(
+        "index", str(corpus), "--index-dir", str(blocked / under), cwd=work,
+        env={"CITEQA_MODEL_PATH": str(tmp_path / "no-model")},
+    )
+    assert_clean_error(result, 1, message.format(blocked=blocked))
     assert blocked.read_text() == "not a folder\n"
 
 

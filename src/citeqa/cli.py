@@ -77,12 +77,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ._chunking import ChunkingParams
     from ._documents import load_documents
     from ._engine import index_corpus, index_is_current
+    from ._store import check_index_dir
 
     settings = _settings()
     paths = args.paths or settings.corpus_paths()
     index_dir = args.index_dir or settings.index_dir
     started = time.perf_counter()
     documents = load_documents(paths)  # reject bad input before the model loads
+    check_index_dir(index_dir)
     params = ChunkingParams(max_tokens=args.max_tokens, overlap_sentences=args.overlap_sentences)
     # The bundled model is known by its name; a model folder of one's own only by
     # loading it (another folder of the same name may hold another model), which
@@ -157,9 +159,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_eval_outputs(args: argparse.Namespace) -> None:
+    """The question set, ``--json`` and ``--report`` must be three files: one written
+    over another loses it (the metrics were silently replaced by the HTML)."""
+    questions = args.questions.resolve()
+    if args.json and args.report and args.json.resolve() == args.report.resolve():
+        args.usage_error(f"--json and --report name the same file ({args.json}); give each its own")
+    for flag, out in (("--json", args.json), ("--report", args.report)):
+        if out and out.resolve() == questions:
+            args.usage_error(f"{flag} {out} is the question set; writing it would overwrite it")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ._eval import cli_main
 
+    _check_eval_outputs(args)
     return int(cli_main(args, _settings()))
 
 
@@ -232,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="choose the abstention threshold on this set and store it with the index",
     )
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, usage_error=p.error)  # for flags that clash
     return parser
 
 
