@@ -302,6 +302,23 @@ def test_unusable_model_path_is_a_clean_error(work: Path, tmp_path: Path) -> Non
     assert "torch" not in result.imported
 
 
+@pytest.mark.parametrize("modules", [None, "garbage"])
+def test_a_broken_model_folder_on_torch_is_a_clean_error(
+    work: Path, tmp_path: Path, modules: str | None
+) -> None:
+    model = tmp_path / "fakemodel"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    if modules is not None:
+        (model / "modules.json").write_text(modules)
+    result = run_cli(
+        "index", str(_two_documents(tmp_path)), "--index-dir", str(tmp_path / "idx"), cwd=work,
+        env={"CITEQA_BACKEND": "torch", "CITEQA_MODEL_PATH": str(model)},
+    )
+    assert_clean_error(result, 1, f"{model} is not a usable sentence-transformers model (")
+    assert not (tmp_path / "idx").exists()
+
+
 # -- with the bundled model -------------------------------------------------------------------
 
 
