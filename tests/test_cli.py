@@ -6,7 +6,9 @@ process imported: a bad input must fail before torch (the model) is loaded.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -247,6 +249,36 @@ def test_index_names_the_documents_a_rebuild_removes(work: Path, tmp_path: Path)
     assert second.returncode == 0, second.stderr
     assert "indexed 1 documents" in second.stdout
     assert f"citeqa: note: removed 1 documents not under {corpus}: beta" in second.stderr
+
+
+def test_ask_shows_control_characters_from_documents_as_escapes(
+    work: Path, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "bells.md").write_text(
+        "# Bells\n\n## Tower\x1b]0;pwned\x07 history\n\nBells ring at noon every day.\n"
+        "The tower was built of \x1b[31mstone\x9b2J in\r\n1850.\n"
+    )
+    (corpus / "bells.md.meta.json").write_text(json.dumps({"title": "Line1\nLine2\x1b[31mRED"}))
+    index_dir = tmp_path / "idx"
+    built = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert built.returncode == 0, built.stderr
+    ask = ("ask", "What was the tower built of?", "--index-dir", str(index_dir), "--top-k", "1")
+    out = run_cli(*ask, cwd=work, env=HASHING).stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), repr(out)
+    answer_line_1, answer_line_2, _, citation, passage = out.rstrip("\n").split("\n")
+    # the answer keeps its line break (CRLF printed as one newline), the rest is escaped
+    assert answer_line_1 == "The tower was built of \\x1b[31mstone\\x9b2J in"
+    assert answer_line_2 == "1850. [1]"
+    assert citation.startswith("[1] Line1\\nLine2\\x1b[31mRED › Tower\\x1b]0;pwned\\x07 history  (")
+    assert passage.endswith("built of \\x1b[31mstone\\x9b2J in 1850.")
+    # --json: the same JSON, with DEL and C1 escaped too (json escapes C0 itself)
+    raw = run_cli(*ask, "--json", cwd=work, env=HASHING).stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", raw), repr(raw)
+    citation_json = json.loads(raw)["citations"][0]
+    assert citation_json["title"] == "Line1\nLine2\x1b[31mRED"
+    assert "\x1b[31mstone\x9b2J in\r\n1850." in citation_json["text"]
 
 
 def test_a_model_folder_of_ones_own_is_checked_by_loading_it(

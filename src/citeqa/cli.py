@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -117,14 +118,33 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_DEL_AND_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def _visible(text: str, keep: str = "") -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), except those in
+    ``keep``: documents are untrusted, and raw ones reach the terminal (colours, cursor
+    moves, a retitled window, a title split over two lines)."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in keep:
+            return char
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+    return _CONTROL.sub(escape, text)
+
+
 def _print_answer(answer: Any) -> None:
-    print(answer.answer)
+    # An answer's sentences may span lines (kept); CRLF prints as a newline.
+    print(_visible(answer.answer.replace("\r\n", "\n"), keep="\n\t"))
     print()
     for c in answer.citations:
-        where = f"{c.title}" + (f" › {c.section}" if c.section else "")
+        where = _visible(c.title) + (f" › {_visible(c.section)}" if c.section else "")
         found_by = ", ".join(f"{k} #{v}" for k, v in c.retrievers.items())
         print(f"[{c.id}] {where}  ({c.doc_id} {c.start}-{c.end}; {found_by})")
-        passage = " ".join(c.text.split())
+        passage = _visible(" ".join(c.text.split()))
         print(f"    {passage[:300]}{'…' if len(passage) > 300 else ''}")
 
 
@@ -140,7 +160,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = Engine.open(index_dir, _embedder(settings))
     answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        # json escapes C0 but not DEL or C1, which a terminal may act on: the same JSON
+        text = json.dumps(answer.to_dict(), ensure_ascii=False, indent=2)
+        print(_DEL_AND_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
     else:
         _print_answer(answer)
     return 0
