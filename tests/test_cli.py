@@ -281,6 +281,31 @@ def test_ask_shows_control_characters_from_documents_as_escapes(
     assert "\x1b[31mstone\x9b2J in\r\n1850." in citation_json["text"]
 
 
+def test_index_notes_the_files_it_skips_in_a_folder(work: Path, tmp_path: Path) -> None:
+    corpus = _two_documents(tmp_path)
+    args = ("index", str(corpus), "--index-dir", str(tmp_path / "idx"))
+
+    def notes() -> list[str]:
+        result = run_cli(*args, cwd=work, env=HASHING)
+        assert result.returncode == 0, result.stderr
+        assert "2 documents" in result.stdout
+        return [line for line in result.stderr.splitlines() if "citeqa: note:" in line]
+
+    assert notes() == []  # nothing skipped, nothing said
+    for name in (".c.txt", ".hidden/b.txt", "d.html", "e.rst", "f.markdown", "g\x1b[31m.pdf"):
+        (corpus / name).parent.mkdir(exist_ok=True)
+        (corpus / name).write_text("Skipped text.\n")
+    assert notes() == [
+        "citeqa: note: skipped 6 files that are not .txt/.md or are hidden: "
+        f"{corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.html, {corpus}/e.rst, "
+        f"{corpus}/f.markdown, …"
+    ]
+    (corpus / "d.html").unlink()
+    [note] = notes()
+    assert note.startswith("citeqa: note: skipped 5 files")
+    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.pdf")  # escaped
+
+
 def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
     work: Path, tmp_path: Path
 ) -> None:

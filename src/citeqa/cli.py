@@ -76,7 +76,7 @@ def _progress_factory() -> Any:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from ._chunking import ChunkingParams
-    from ._documents import load_documents
+    from ._documents import SUFFIXES, load_documents, skipped_files
     from ._engine import index_corpus, index_is_current
     from ._store import check_index_dir
 
@@ -86,6 +86,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     documents = load_documents(paths)  # reject bad input before the model loads
     check_index_dir(index_dir)
+    if skipped := skipped_files(paths):
+        shown = ", ".join(_visible(str(p)) for p in skipped[:5]) + (
+            ", …" if len(skipped) > 5 else ""
+        )
+        print(
+            f"citeqa: note: skipped {len(skipped)} files that are not "
+            f"{'/'.join(SUFFIXES)} or are hidden: {shown}",
+            file=sys.stderr,
+        )
     params = ChunkingParams(max_tokens=args.max_tokens, overlap_sentences=args.overlap_sentences)
     # The bundled model is known by its name; a model folder of one's own only by
     # loading it (another folder of the same name may hold another model), which
