@@ -6,7 +6,9 @@ process imported: a bad input must fail before torch (the model) is loaded.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,6 +174,12 @@ def test_index_rejects_bad_documents_before_the_model_loads(
         # Path("") is ".": an unset "$DOCS" must not index the current folder
         (["index", "seeds", ""], 2, "argument PATH: an empty path (an unset variable?)"),
         (["eval", " "], 2, "argument questions: an empty path"),
+        (
+            ["eval", "q.jsonl", "--json", "out/m.json", "--report", "out/../out/m.json"],
+            2,
+            "--json and --report name the same file (out/m.json); give each its own",
+        ),
+        (["eval", "./q.jsonl", "--report", "q.jsonl"], 2, "--report q.jsonl is the question set"),
     ],
 )
 def test_bad_arguments_fail_fast(
@@ -246,6 +254,61 @@ def test_index_names_the_documents_a_rebuild_removes(work: Path, tmp_path: Path)
     assert f"citeqa: note: removed 1 documents not under {corpus}: beta" in second.stderr
 
 
+def test_ask_shows_control_characters_from_documents_as_escapes(
+    work: Path, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "bells.md").write_text(
+        "# Bells\n\n## Tower\x1b]0;pwned\x07 history\n\nBells ring at noon every day.\n"
+        "The tower was built of \x1b[31mstone\x9b2J in\r\n1850.\n"
+    )
+    (corpus / "bells.md.meta.json").write_text(json.dumps({"title": "Line1\nLine2\x1b[31mRED"}))
+    index_dir = tmp_path / "idx"
+    built = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert built.returncode == 0, built.stderr
+    ask = ("ask", "What was the tower built of?", "--index-dir", str(index_dir), "--top-k", "1")
+    out = run_cli(*ask, cwd=work, env=HASHING).stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out), repr(out)
+    answer_line_1, answer_line_2, _, citation, passage = out.rstrip("\n").split("\n")
+    # the answer keeps its line break (CRLF printed as one newline), the rest is escaped
+    assert answer_line_1 == "The tower was built of \\x1b[31mstone\\x9b2J in"
+    assert answer_line_2 == "1850. [1]"
+    assert citation.startswith("[1] Line1\\nLine2\\x1b[31mRED › Tower\\x1b]0;pwned\\x07 history  (")
+    assert passage.endswith("built of \\x1b[31mstone\\x9b2J in 1850.")
+    # --json: the same JSON, with DEL and C1 escaped too (json escapes C0 itself)
+    raw = run_cli(*ask, "--json", cwd=work, env=HASHING).stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", raw), repr(raw)
+    citation_json = json.loads(raw)["citations"][0]
+    assert citation_json["title"] == "Line1\nLine2\x1b[31mRED"
+    assert "\x1b[31mstone\x9b2J in\r\n1850." in citation_json["text"]
+
+
+def test_index_notes_the_files_it_skips_in_a_folder(work: Path, tmp_path: Path) -> None:
+    corpus = _two_documents(tmp_path)
+    args = ("index", str(corpus), "--index-dir", str(tmp_path / "idx"))
+
+    def notes() -> list[str]:
+        result = run_cli(*args, cwd=work, env=HASHING)
+        assert result.returncode == 0, result.stderr
+        assert "2 documents" in result.stdout
+        return [line for line in result.stderr.splitlines() if "citeqa: note:" in line]
+
+    assert notes() == []  # nothing skipped, nothing said
+    for name in (".c.txt", ".hidden/b.txt", "d.html", "e.rst", "f.markdown", "g\x1b[31m.pdf"):
+        (corpus / name).parent.mkdir(exist_ok=True)
+        (corpus / name).write_text("Skipped text.\n")
+    assert notes() == [
+        "citeqa: note: skipped 6 files that are not .txt/.md or are hidden: "
+        f"{corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.html, {corpus}/e.rst, "
+        f"{corpus}/f.markdown, …"
+    ]
+    (corpus / "d.html").unlink()
+    [note] = notes()
+    assert note.startswith("citeqa: note: skipped 5 files")
+    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.pdf")  # escaped
+
+
 def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
     work: Path, tmp_path: Path
 ) -> None:
@@ -262,12 +325,25 @@ def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
     assert "unchanged, nothing written" in own.stdout and "0 texts embedded" in own.stdout
 
 
-def test_a_write_failure_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "under, message",
+    [
+        ("", "the index location {blocked} is a file, not a folder"),
+        ("sub", "cannot make the index folder {blocked}/sub: {blocked} is a file, not a folder"),
+    ],
+)
+def test_an_index_dir_that_is_a_file_is_refused_before_the_model_loads(
+    work: Path, tmp_path: Path, under: str, message: str
+) -> None:
     corpus = _two_documents(tmp_path)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder\n")
-    result = run_cli("index", str(corpus), "--index-dir", str(blocked), cwd=work, env=HASHING)
-    assert_clean_error(result, 1, str(blocked))
+    # An unusable model path is a tripwire: touching the model reports it instead.
+    result = run_cli(
+        "index", str(corpus), "--index-dir", str(blocked / under), cwd=work,
+        env={"CITEQA_MODEL_PATH": str(tmp_path / "no-model")},
+    )
+    assert_clean_error(result, 1, message.format(blocked=blocked))
     assert blocked.read_text() == "not a folder\n"
 
 
@@ -293,6 +369,23 @@ def test_unusable_model_path_is_a_clean_error(work: Path, tmp_path: Path) -> Non
     )
     assert_clean_error(result, 1, "is not a sentence-transformers model directory")
     assert "torch" not in result.imported
+
+
+@pytest.mark.parametrize("modules", [None, "garbage"])
+def test_a_broken_model_folder_on_torch_is_a_clean_error(
+    work: Path, tmp_path: Path, modules: str | None
+) -> None:
+    model = tmp_path / "fakemodel"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    if modules is not None:
+        (model / "modules.json").write_text(modules)
+    result = run_cli(
+        "index", str(_two_documents(tmp_path)), "--index-dir", str(tmp_path / "idx"), cwd=work,
+        env={"CITEQA_BACKEND": "torch", "CITEQA_MODEL_PATH": str(model)},
+    )
+    assert_clean_error(result, 1, f"{model} is not a usable sentence-transformers model (")
+    assert not (tmp_path / "idx").exists()
 
 
 # -- with the bundled model -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from citeqa import DocumentError, InvalidInputError, load_documents, make_document
-from citeqa._documents import detect_title, read_document, validate_doc_id
+from citeqa._documents import detect_title, read_document, skipped_files, validate_doc_id
 
 SEED_TITLE = "Central America Trips Shed Light on Biden Administration’s Migration Agenda"
 SEED_ID = "000_34741492cc8173b1"
@@ -53,9 +53,19 @@ def test_folder_is_searched_recursively_and_hidden_files_skipped(tmp_path: Path)
     write(tmp_path / "sub" / ".cache" / "x.md", "Hidden nested text.")
     write(tmp_path / "image.png", b"\x89PNG\r\n\x1a\n\x00\x00")
     write(tmp_path / "data.json", "{}")
+    write(tmp_path / "a.txt.meta.json", "{}")  # a sidecar is read, not skipped
+    write(tmp_path / "orphan.txt.meta.json", "{}")  # no document: skipped
     docs = load_documents([tmp_path])
     assert [d.doc_id for d in docs] == ["a", "sub.b", "sub.deeper.C"]
     assert [d.title for d in docs] == ["a", "Bee", "sub.deeper.C"]
+    skipped = [".git/notes.txt", ".hidden.txt", "data.json", "image.png", "orphan.txt.meta.json",
+               "sub/.cache/x.md"]
+    assert skipped_files([tmp_path]) == [tmp_path / name for name in skipped]
+    # a file given by name is not a folder's to skip; overlapping folders count once
+    assert skipped_files([tmp_path / "a.txt", tmp_path / "sub", tmp_path]) == [
+        tmp_path / "sub" / ".cache" / "x.md",
+        *(tmp_path / name for name in skipped[:-1]),
+    ]
 
 
 @pytest.mark.parametrize("raw", ["", "  "])
@@ -140,6 +150,14 @@ def test_sidecar_of_the_wrong_shape_is_a_document_error(tmp_path: Path, sidecar:
     write(tmp_path / "report.md.meta.json", sidecar)
     with pytest.raises(DocumentError, match="meta.json"):
         load_documents([tmp_path])
+
+
+def test_an_invalid_doc_id_in_a_sidecar_names_the_sidecar(tmp_path: Path) -> None:
+    write(tmp_path / "report.md", "Text.")
+    sidecar = write(tmp_path / "report.md.meta.json", json.dumps({"doc_id": "../bad"}))
+    with pytest.raises(DocumentError) as caught:
+        load_documents([tmp_path])
+    assert str(caught.value).startswith(f"{sidecar}: invalid doc_id '../bad': use 1-128")
 
 
 def test_title_of_a_file_with_byte_order_mark(tmp_path: Path) -> None:

@@ -116,6 +116,62 @@ def test_onnx_without_an_export_says_what_to_do(tmp_path: Path) -> None:
         OnnxEmbedder(cache_dir=tmp_path, export=False)
 
 
+def _broken_model(folder: Path, files: dict[str, str]) -> Path:
+    """A model folder: the bundled model's tokenizer and ``files`` (path -> text)."""
+    from citeqa._embedding import bundled_model_path
+
+    bundled = bundled_model_path()
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (folder / name).write_bytes((bundled / name).read_bytes())
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+BROKEN_MODELS = [
+    ({"config.json": "{}"}, "ValueError: Unrecognized model in"),
+    ({"config.json": "{}", "modules.json": "garbage"}, "JSONDecodeError: Expecting value"),
+    ({"modules.json": '[{"idx": 0}]'}, "KeyError: 'path'"),
+    ({"config.json": '{"model_type": "bert"}', "model.safetensors": "x"}, "SafetensorError"),
+]
+
+
+@pytest.mark.parametrize(("files", "detail"), BROKEN_MODELS)
+def test_a_broken_model_folder_is_one_clean_error_on_torch(
+    tmp_path: Path, files: dict[str, str], detail: str
+) -> None:
+    from citeqa._embedding import SentenceTransformerEmbedder
+
+    folder = _broken_model(tmp_path / "model", files)
+    with pytest.raises(InvalidInputError) as caught:
+        SentenceTransformerEmbedder(folder)
+    message = str(caught.value)
+    assert message.startswith(f"{folder} is not a usable sentence-transformers model (")
+    assert detail in message and "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("files", "detail"),
+    [
+        ({"config.json": "{}"}, "ValueError: Unrecognized model in"),
+        ({"config.json": "{}", "sentence_bert_config.json": "garbage"}, "JSONDecodeError"),
+    ],
+)
+def test_a_broken_model_folder_is_one_clean_error_on_onnx(
+    tmp_path: Path, files: dict[str, str], detail: str
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from citeqa._embedding import OnnxEmbedder
+
+    folder = _broken_model(tmp_path / "model", files)
+    with pytest.raises(InvalidInputError) as caught:
+        OnnxEmbedder(folder, cache_dir=tmp_path / "cache")
+    assert str(caught.value).startswith(f"{folder} is not a usable sentence-transformers model (")
+    assert detail in str(caught.value)
+
+
 def test_stale_onnx_exports_are_pruned_and_nothing_else(tmp_path: Path) -> None:
     from citeqa._embedding import ONNX_META, _weights_key, prune_stale_exports
 

@@ -133,6 +133,12 @@ def test_load_questions_reads_a_good_set(tmp_path: Path) -> None:
     assert questions[3].spans == () and questions[3].kind == "out_of_scope"
 
 
+def test_load_questions_skips_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + write_jsonl(path, GOOD_LINES[:2]).read_bytes())
+    assert [q.id for q in load_questions(path, DOCS)] == ["g1", "g2"]
+
+
 def test_every_occurrence_of_the_evidence_counts(tmp_path: Path) -> None:
     row = {
         "id": "r",
@@ -430,8 +436,11 @@ def test_cli_eval_makes_output_folders_and_refuses_bad_outputs_before_evaluating
     with pytest.raises(CiteqaError, match="it is a folder"):
         run(out, None)
     (tmp_path / "a-file").write_text("x")
-    with pytest.raises(CiteqaError, match="cannot write"):
-        run(None, tmp_path / "a-file" / "report.html")
+    with pytest.raises(CiteqaError) as caught:
+        run(None, tmp_path / "a-file" / "sub" / "report.html")
+    assert str(caught.value) == (
+        f"cannot write {tmp_path}/a-file/sub/report.html: {tmp_path}/a-file is a file, not a folder"
+    )
     assert loaded == []  # refused before the model loaded
 
 

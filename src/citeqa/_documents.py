@@ -12,6 +12,7 @@ from ._segment import segment
 from ._types import Document
 
 SUFFIXES = (".txt", ".md")
+SIDECAR_SUFFIX = ".meta.json"
 DOC_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -74,7 +75,7 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
         ) from None
     validate_text(text, str(path))
     meta: dict[str, str] = {}
-    sidecar = path.with_name(path.name + ".meta.json")
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if sidecar.is_file():
         try:
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
@@ -86,6 +87,11 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
             raise DocumentError(
                 f'{sidecar} must be a JSON object like {{"title": "...", "doc_id": "..."}}'
             )
+        if meta.get("doc_id"):
+            try:
+                validate_doc_id(meta["doc_id"])
+            except InvalidInputError as exc:  # in a folder of many, say which sidecar
+                raise DocumentError(f"{sidecar}: {exc}") from None
     return make_document(
         text,
         doc_id=meta.get("doc_id") or doc_id or _doc_id_for(path, path.parent),
@@ -94,8 +100,42 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
     )
 
 
+def _scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
+    """A folder's documents (searched recursively) and the files it skips: those of
+    other types, and hidden ones (a name starting with ".", or in such a folder).
+    The sidecar of a document read is neither."""
+    read: list[Path] = []
+    skipped: list[Path] = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        hidden = any(part.startswith(".") for part in p.relative_to(root).parts)
+        (skipped if hidden or p.suffix.lower() not in SUFFIXES else read).append(p)
+    documents = set(read)
+    skipped = [
+        p
+        for p in skipped
+        if not (
+            p.name.endswith(SIDECAR_SUFFIX)
+            and p.with_name(p.name.removesuffix(SIDECAR_SUFFIX)) in documents
+        )
+    ]
+    return read, skipped
+
+
+def skipped_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files ``load_documents`` passes over in the folders among ``paths``."""
+    skipped: dict[Path, Path] = {}
+    for raw in paths:
+        if Path(raw).is_dir():
+            for p in _scan_folder(Path(raw))[1]:
+                skipped.setdefault(p.resolve(), p)  # overlapping folders: once
+    return list(skipped.values())
+
+
 def load_documents(paths: Iterable[str | Path]) -> list[Document]:
-    """Documents from files and folders (``.txt``/``.md``, folders searched recursively).
+    """Documents from files and folders (``.txt``/``.md``, folders searched recursively,
+    hidden files and folders skipped).
 
     A file reached twice (overlapping paths, a symbolic link to a file also given) is
     one document, with the id from the first path that reached it.
@@ -108,13 +148,7 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
             raise DocumentError("a document path is empty (an unset variable?)")
         root = Path(raw)
         if root.is_dir():
-            files = sorted(
-                p
-                for p in root.rglob("*")
-                if p.is_file()
-                and p.suffix.lower() in SUFFIXES
-                and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            )
+            files = _scan_folder(root)[0]
             if not files:
                 raise DocumentError(f"{root} holds no .txt or .md documents")
             pairs = [(p, _doc_id_for(p, root)) for p in files]

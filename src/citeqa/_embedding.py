@@ -125,6 +125,16 @@ def model_dir(model_path: str | os.PathLike[str] | None) -> Path:
     return path
 
 
+def _unusable_model(path: Path, exc: Exception) -> InvalidInputError:
+    lines = str(exc).strip().splitlines()
+    detail = lines[0] if lines else ""
+    detail = detail if len(detail) <= 200 else detail[:199] + "…"
+    return InvalidInputError(
+        f"{path} is not a usable sentence-transformers model ({type(exc).__name__}: "
+        f"{detail}); set CITEQA_MODEL_PATH to one"
+    )
+
+
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model loaded from a local directory, on the CPU."""
 
@@ -148,7 +158,10 @@ class SentenceTransformerEmbedder(Embedder):
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        try:
+            self._model: Any = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        except Exception as exc:  # a broken folder raises ValueError, OSError, KeyError,
+            raise _unusable_model(path, exc) from None  # SafetensorError, ...: any type
         self._lock = threading.Lock()  # torch modules are not safe to call concurrently
         self.name = name or (BUNDLED_MODEL_NAME if model_path is None else path.name)
         get_dimension = getattr(self._model, "get_embedding_dimension", None) or (
@@ -241,7 +254,10 @@ def export_onnx(
     target = onnx_export_dir(path, cache_dir)
     if (target / ONNX_META).is_file():
         return target
-    max_len, mean = _read_st_config(path)
+    try:
+        max_len, mean = _read_st_config(path)
+    except (ValueError, TypeError) as exc:  # not JSON, or a field of the wrong type
+        raise _unusable_model(path, exc) from None
     if not mean:
         raise InvalidInputError(
             f"{path} does not use mean pooling; the ONNX backend supports only mean "
@@ -254,9 +270,12 @@ def export_onnx(
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(
-        str(path), local_files_only=True, attn_implementation="eager"
-    ).eval()
+    try:
+        model = AutoModel.from_pretrained(
+            str(path), local_files_only=True, attn_implementation="eager"
+        ).eval()
+    except Exception as exc:  # as in SentenceTransformerEmbedder: any type
+        raise _unusable_model(path, exc) from None
 
     class _Encoder(torch.nn.Module):
         def __init__(self, inner: Any) -> None:

@@ -38,6 +38,7 @@ from ._embedding import Embedder
 from ._engine import CALIBRATION_FILE, Engine, validate_query, write_calibration
 from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
 from ._exceptions import CiteqaError, InvalidInputError
+from ._fsutil import file_in_the_way
 from ._segment import segment
 from ._tokens import get_encoding
 from ._types import MODES, Answer, AnswerSentence, Citation, Document, Mode
@@ -140,7 +141,8 @@ def load_questions(
     path = Path(path)
     docs = _documents(documents)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a byte order mark (Windows editors) is not part of line 1's JSON
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"cannot read question set {path}: {exc}") from None
     questions: list[Question] = []
@@ -780,6 +782,8 @@ def _write(path: Path, text: str) -> None:
 def _prepare_output(path: Path) -> None:
     """Make ``path``'s folder and check it can be written, before the evaluation runs
     (minutes of work lost to a typo otherwise)."""
+    if (blocker := file_in_the_way(path.parent)) is not None:
+        raise CiteqaError(f"cannot write {path}: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -39,6 +39,17 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
 
 
+def file_in_the_way(folder: Path) -> Path | None:
+    """``folder`` or its nearest existing parent if that is not a folder: what stops
+    ``folder`` being made (mkdir says only "File exists" or "Not a directory")."""
+    for path in (folder, *folder.parents):
+        if path.is_dir():
+            return None
+        if path.exists():
+            return path
+    return None
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

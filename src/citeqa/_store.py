@@ -54,7 +54,7 @@ from ._exceptions import (
     IndexNotFoundError,
     IndexStoreError,
 )
-from ._fsutil import atomic_write_bytes, fsync_dir, fsync_file, sha256_file
+from ._fsutil import atomic_write_bytes, file_in_the_way, fsync_dir, fsync_file, sha256_file
 from ._index import FORMAT_VERSION, IndexData, SentenceTable
 from ._lexical import LexicalIndex
 from ._types import Chunk, Document, Span
@@ -70,10 +70,22 @@ def _rebuild_hint(index_dir: Path) -> str:
     return f"rebuild it with: citeqa index --index-dir {index_dir} PATH... (its documents)"
 
 
+def check_index_dir(index_dir: Path) -> None:
+    """Refuse an index location that is, or lies under, a file (before any work)."""
+    blocker = file_in_the_way(index_dir)
+    if blocker == index_dir:
+        raise IndexStoreError(f"the index location {index_dir} is a file, not a folder")
+    if blocker is not None:
+        raise IndexStoreError(
+            f"cannot make the index folder {index_dir}: {blocker} is a file, not a folder"
+        )
+
+
 @contextlib.contextmanager
 def writer_lock(index_dir: Path, *, wait: bool = True) -> Iterator[None]:
     """One writer per index directory, across processes. With ``wait=False``, a
     directory another process is writing raises ``IndexBusyError`` at once."""
+    check_index_dir(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "a+") as fh:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -82,14 +83,25 @@ def _progress_factory() -> Any:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from ._chunking import ChunkingParams
-    from ._documents import load_documents
+    from ._documents import SUFFIXES, load_documents, skipped_files
     from ._engine import index_corpus, index_is_current
+    from ._store import check_index_dir
 
     settings = _settings()
     paths = args.paths or settings.corpus_paths()
     index_dir = args.index_dir or settings.index_dir
     started = time.perf_counter()
     documents = load_documents(paths)  # reject bad input before the model loads
+    check_index_dir(index_dir)
+    if skipped := skipped_files(paths):
+        shown = ", ".join(_visible(str(p)) for p in skipped[:5]) + (
+            ", …" if len(skipped) > 5 else ""
+        )
+        print(
+            f"citeqa: note: skipped {len(skipped)} files that are not "
+            f"{'/'.join(SUFFIXES)} or are hidden: {shown}",
+            file=sys.stderr,
+        )
     params = ChunkingParams(max_tokens=args.max_tokens, overlap_sentences=args.overlap_sentences)
     # The bundled model is known by its name; a model folder of one's own only by
     # loading it (another folder of the same name may hold another model), which
@@ -122,14 +134,33 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_DEL_AND_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def _visible(text: str, keep: str = "") -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``), except those in
+    ``keep``: documents are untrusted, and raw ones reach the terminal (colours, cursor
+    moves, a retitled window, a title split over two lines)."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in keep:
+            return char
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02x}")
+
+    return _CONTROL.sub(escape, text)
+
+
 def _print_answer(answer: Any) -> None:
-    print(answer.answer)
+    # An answer's sentences may span lines (kept); CRLF prints as a newline.
+    print(_visible(answer.answer.replace("\r\n", "\n"), keep="\n\t"))
     print()
     for c in answer.citations:
-        where = f"{c.title}" + (f" › {c.section}" if c.section else "")
+        where = _visible(c.title) + (f" › {_visible(c.section)}" if c.section else "")
         found_by = ", ".join(f"{k} #{v}" for k, v in c.retrievers.items())
         print(f"[{c.id}] {where}  ({c.doc_id} {c.start}-{c.end}; {found_by})")
-        passage = " ".join(c.text.split())
+        passage = _visible(" ".join(c.text.split()))
         print(f"    {passage[:300]}{'…' if len(passage) > 300 else ''}")
 
 
@@ -145,7 +176,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = Engine.open(index_dir, _embedder(settings))
     answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        # json escapes C0 but not DEL or C1, which a terminal may act on: the same JSON
+        text = json.dumps(answer.to_dict(), ensure_ascii=False, indent=2)
+        print(_DEL_AND_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
     else:
         _print_answer(answer)
     return 0
@@ -164,9 +197,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_eval_outputs(args: argparse.Namespace) -> None:
+    """The question set, ``--json`` and ``--report`` must be three files: one written
+    over another loses it (the metrics were silently replaced by the HTML)."""
+    questions = args.questions.resolve()
+    if args.json and args.report and args.json.resolve() == args.report.resolve():
+        args.usage_error(f"--json and --report name the same file ({args.json}); give each its own")
+    for flag, out in (("--json", args.json), ("--report", args.report)):
+        if out and out.resolve() == questions:
+            args.usage_error(f"{flag} {out} is the question set; writing it would overwrite it")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from ._eval import cli_main
 
+    _check_eval_outputs(args)
     return int(cli_main(args, _settings()))
 
 
@@ -234,14 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated modes to compare (default: hybrid,dense,lexical); the naive "
         "baseline always runs too",
     )
-    p.add_argument("--json", type=Path, metavar="OUT", help="write the metrics as JSON")
-    p.add_argument("--report", type=Path, metavar="OUT.html", help="write an HTML report")
+    p.add_argument("--json", type=_path, metavar="OUT", help="write the metrics as JSON")
+    p.add_argument("--report", type=_path, metavar="OUT.html", help="write an HTML report")
     p.add_argument(
         "--calibrate",
         action="store_true",
         help="choose the abstention threshold on this set and store it with the index",
     )
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, usage_error=p.error)  # for flags that clash
     return parser
 
 
