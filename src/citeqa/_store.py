@@ -113,7 +113,7 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
     ``base`` is the generation ``data`` was built from, which stays as the previous
     one; without it, the generation live until now does. They differ when the live
     one was damaged and a writer built on the older one it fell back to: that older
-    one is the intact copy, so it is kept and the damaged one discarded.
+    one is the intact copy, so it is kept and the damaged one moved to ``damaged/``.
     """
     import faiss
 
@@ -250,6 +250,7 @@ def _set_aside(index_dir: Path, damaged: str, previous: str | None) -> None:
         target = target.with_name(f"{damaged}-{uuid.uuid4().hex[:8]}")
     os.rename(source, target)
     fsync_dir(index_dir / "generations")
+    fsync_dir(target.parent)
     log.warning(
         "moved the damaged generation %s to %s; %s stays as the previous one",
         damaged, target, previous,
