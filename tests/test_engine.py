@@ -254,6 +254,16 @@ def test_open_checks_the_model(hashing_index_dir: Path) -> None:
     assert engine.version == current_version(hashing_index_dir)
 
 
+def test_index_with_another_model_says_it_builds_anew(
+    hashing_index_copy: Path, seeds_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="citeqa"):
+        stats = index_corpus([seeds_copy], hashing_index_copy, HashingEmbedder(name="other"))
+    assert stats.embedded > 0 and stats.reused == 0
+    assert "building the index anew" in caplog.text and "other" in caplog.text
+    assert "rebuild it with" not in caplog.text  # it is doing just that
+
+
 def test_index_repairs_a_damaged_generation_even_when_nothing_changed(tmp_path: Path) -> None:
     for name, text in (("a", "Rivers flow. The Nile is long."), ("b", "Owls hunt at night.")):
         (tmp_path / name).mkdir()

@@ -23,6 +23,7 @@ from ._exceptions import (
     CiteqaError,
     DocumentConflictError,
     DocumentNotFoundError,
+    IndexMismatchError,
     IndexNotFoundError,
     IndexStoreError,
     InvalidInputError,
@@ -183,8 +184,11 @@ def _load_previous(index_dir: Path, embedder: Embedder) -> IndexData | None:
         return load_index(index_dir, model=model_info(embedder))
     except IndexNotFoundError:
         return None
+    except IndexMismatchError as exc:  # another model or format: this build replaces it
+        log.warning("building the index anew, not reusing what it holds: %s", exc.reason)
+        return None
     except IndexStoreError as exc:
-        # Another model, format or a damaged index: rebuild from scratch beside it.
+        # A damaged index with no intact generation to fall back to: rebuild beside it.
         log.warning("not reusing the index at %s: %s", index_dir, exc)
         return None
 

@@ -55,6 +55,11 @@ class IndexNotFoundError(IndexStoreError):
 class IndexMismatchError(IndexStoreError):
     """The index was built with a different model, dimension or format."""
 
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        #: the mismatch alone, without the advice: ``citeqa index`` rebuilds anyway
+        self.reason = reason or message
+
 
 class IndexCorruptError(IndexStoreError):
     """Index files are missing, truncated or fail their checksums."""

@@ -433,14 +433,18 @@ def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None
             f"not {version!r}; {hint}"
         )
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatchError(
+        why = (
             f"index at {index_dir} has format {manifest.get('format_version')!r}, this citeqa "
-            f"reads format {FORMAT_VERSION}; {hint}"
+            f"reads format {FORMAT_VERSION}"
         )
+        raise IndexMismatchError(f"{why}; {hint}", reason=why)
     if model is not None and manifest.get("model") != model:
-        raise IndexMismatchError(
+        why = (
             f"index at {index_dir} was built with model {manifest.get('model')}, but the "
-            f"configured model is {model}; {hint}, or configure the model it was built with"
+            f"configured model is {model}"
+        )
+        raise IndexMismatchError(
+            f"{why}; {hint}, or configure the model it was built with", reason=why
         )
     _check_files(folder, manifest, hint)
 
