@@ -812,12 +812,6 @@ class Answerer:
         label = ""
         if mode == "hybrid":  # the whole system; dense and lexical stay what they say
             hits, named, label = self._with_structure(question, hits, top_k)
-            if label == FRONT_MATTER and not self._answers_type(
-                question, np.fromiter(named, dtype=np.int64, count=len(named))
-            ):
-                # "When was the guide published?" and its front matter is a title with
-                # no date: the answer, if any, is in the text, like any question's
-                named, label = frozenset(), ""
         citations = []
         for cid, (row, score, ranks) in enumerate(hits, start=1):
             chunk = index.chunks[row]

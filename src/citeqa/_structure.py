@@ -263,10 +263,12 @@ class StructureLookup:
             if asked == "title":
                 return self._front_matter(docs[0], title_only=True), FRONT_MATTER
             if asked is not None:
-                # "When was it published?" is answered by the dateline, not the title
+                if _ASKS_WHEN.search(question) is None:
+                    return front, FRONT_MATTER
+                # "When was it published?" is answered by the dateline, not the title;
+                # a front matter with no date (a Markdown title) leaves it to the text
                 dated = [r for r in front if CALENDAR_YEAR.search(self._text(r))]
-                wants_date = _ASKS_WHEN.search(question) is not None
-                return (dated if wants_date and dated else front), FRONT_MATTER
+                return (dated, FRONT_MATTER) if dated else ([], "")
         return [], ""
 
     def front_rows(self, docs: list[str]) -> list[int]:

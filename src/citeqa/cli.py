@@ -92,7 +92,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     index_dir = args.index_dir or settings.index_dir
     started = time.perf_counter()
     documents = load_documents(paths)  # reject bad input before the model loads
-    check_index_dir(index_dir)
+    check_index_dir(index_dir)  # writer_lock checks too, but only after the model loads
     if skipped := skipped_files(paths):
         shown = ", ".join(_visible(str(p)) for p in skipped[:5]) + (
             ", …" if len(skipped) > 5 else ""
