@@ -11,7 +11,7 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index serve test test-fast lint typecheck bench bench-scale audit openapi clean browser-deps
+.PHONY: install index serve test test-fast lint typecheck bench bench-scale audit openapi clean browser-deps train
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,24 @@ bench: install index
 # (apt-get install python3.11-doc postgresql-doc-15): about an hour here.
 bench-scale: install
 	$(PY) bench/run_all.py --scale --scale-chunks 20000
+
+# The learned answer stage (src/citeqa/models/selector, MODEL_CARD.md there): about
+# 40 minutes on two cores. Trains on TRAIN_CORPUS less the HOLDOUT articles, then
+# chooses the abstention threshold on the HOLDOUT articles indexed together.
+TRAIN_CORPUS ?= ../shared/data/squad2-train10
+HOLDOUT ?= Spectre__2015_film,To_Kill_a_Mockingbird
+TRAIN_WORK ?= build/train
+SELECTOR_DIR ?= src/citeqa/models/selector
+train: install
+	$(CITEQA) index $(TRAIN_CORPUS)/docs --index-dir $(TRAIN_WORK)/index
+	$(PY) train/mine.py $(TRAIN_CORPUS) $(TRAIN_WORK)/index $(TRAIN_WORK)/pairs.jsonl
+	$(PY) train/train_selector.py fit $(TRAIN_WORK)/pairs.jsonl $(TRAIN_WORK)/fit \
+	  --holdout $(HOLDOUT) --negatives 4 --synthetic-share 0.3
+	$(PY) train/train_selector.py export $(TRAIN_WORK)/fit $(SELECTOR_DIR)
+	$(PY) train/holdout.py $(TRAIN_CORPUS) $(HOLDOUT) $(TRAIN_WORK)/holdout
+	$(CITEQA) index $(TRAIN_WORK)/holdout/docs --index-dir $(TRAIN_WORK)/holdout-index
+	$(PY) train/train_selector.py threshold $(SELECTOR_DIR) $(TRAIN_WORK)/holdout-index \
+	  $(TRAIN_WORK)/holdout/questions.jsonl
 
 audit: install
 	$(PY) .ci/audit.py

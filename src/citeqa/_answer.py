@@ -15,8 +15,9 @@ import numpy as np
 
 from ._index import IndexData
 from ._lexical import terms
+from ._selector import AnswerSelector
 from ._structure import CALENDAR_YEAR, DOCUMENT_NOUNS, FRONT_MATTER, StructureLookup
-from ._types import Answer, AnswerSentence, Citation, Mode
+from ._types import Answer, AnswerSentence, Citation, Mode, ShortAnswer
 
 #: chunks the dense retriever takes from FAISS before their sentences lift them
 DENSE_CANDIDATES = 64
@@ -69,6 +70,13 @@ class SummaryParams:
     #: "how much funding", a share for "what percentage", digits for "exactly how
     #: many"), a date for "when", a name for "who is the" (``Answerer._answers_type``)
     missing_type_penalty: float = 0.5
+    #: the learned stage (``AnswerSelector``), when the answerer has one: it reads the
+    #: question beside this many of the best candidate sentences (by the scores above)
+    #: and chooses among them by its probability that a sentence answers the question
+    selector_candidates: int = 8
+    #: a further sentence is kept when its probability is at least this share of the
+    #: best one's (and the words fit in ``max_words``)
+    selector_keep_ratio: float = 0.9
 
 
 _NUMBER = re.compile(r"\d")
@@ -549,9 +557,15 @@ class _SentenceSims:
 class Answerer:
     """Answers questions from one immutable index generation."""
 
-    def __init__(self, index: IndexData, params: SummaryParams | None = None) -> None:
+    def __init__(
+        self,
+        index: IndexData,
+        params: SummaryParams | None = None,
+        selector: AnswerSelector | None = None,
+    ) -> None:
         self.index = index
         self.params = params or SummaryParams()
+        self.selector = selector
         self._sentence_terms: dict[int, frozenset[str]] = {}
         self._types: dict[tuple[int, str], bool] = {}
         self._chunk_vectors = index.chunk_vectors()
@@ -800,9 +814,13 @@ class Answerer:
 
     def _evaluate(
         self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
-    ) -> tuple[list[Citation], np.ndarray, np.ndarray, dict[int, int], list[int], float]:
+    ) -> tuple[
+        list[Citation], np.ndarray, np.ndarray, dict[int, int], list[int], float,
+        tuple[int, int] | None,
+    ]:
         """Citations, candidate sentence rows, their scores, row → citation id, the
-        indexes (into rows) of the sentences an answer holds, and the evidence."""
+        indexes (into rows) of the sentences an answer holds, the evidence, and the
+        short answer's span in the first of them (from the learned stage)."""
         p = self.params
         index = self.index
         asked, question = spell_out_titles(question), core_question(question)  # vector: core's
@@ -857,10 +875,19 @@ class Answerer:
                 # matched the dateline "WOLA: Advocacy for Human Rights ..." best
                 docs = list(dict.fromkeys(c.doc_id for c in citations))
                 _rank_last(scores, np.isin(rows, self._structure.front_rows(docs)))
+            names = min(self._missing_names(asked), 2)
+            if self.selector is not None and label != FRONT_MATTER:
+                scores, spans = self._learned(asked, rows, scores, named)
+                citations, cite_of = self._rerank(citations, hits, rows, scores)
+                chosen = self._select_learned(rows, scores)
+                evidence = float(scores[chosen[0]]) - p.missing_name_penalty * names
+                if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
+                    evidence -= p.missing_type_penalty
+                short = spans.get(chosen[0])
+                return citations, rows, scores, cite_of, chosen, evidence, short
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             # names as asked: "the Reuters article" is not in the corpus either, and a
             # bare topic ("Nicaragua", from "Does it mention ...") opens with its name
-            names = min(self._missing_names(asked), 2)
             evidence = float(cosines.max()) - p.missing_name_penalty * names
             if label == FRONT_MATTER:
                 chosen = [i for i in np.argsort(-scores, kind="stable") if rows[i] in named]
@@ -868,7 +895,57 @@ class Answerer:
                 chosen = self._select(rows, scores)
             if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
                 evidence -= p.missing_type_penalty
-        return citations, rows, scores, cite_of, chosen, evidence
+        return citations, rows, scores, cite_of, chosen, evidence, None
+
+    def _learned(
+        self, question: str, rows: np.ndarray, scores: np.ndarray, named: frozenset[int]
+    ) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
+        """Scores from the learned stage, and the answer span it marks in each sentence
+        it read (by index into ``rows``).
+
+        It reads the ``selector_candidates`` best sentences by the first-stage
+        ``scores``; each then scores its probability of answering (plus the structure
+        bonus for a sentence the question names by the document's structure, "the
+        second recommendation"). The others keep their order below all of them."""
+        assert self.selector is not None
+        p = self.params
+        order = np.argsort(-scores, kind="stable")
+        top = order[: p.selector_candidates]
+        index = self.index
+        candidates = [
+            (index.documents[index.sentences.doc_ids[int(rows[i])]].title,
+             self.sentence_text(int(rows[i])))
+            for i in top
+        ]
+        selections = self.selector.select(question, candidates)
+        learned = np.empty(len(rows), dtype=np.float32)
+        # below any probability, in first-stage order
+        learned[order] = -1.0 - np.arange(len(order), dtype=np.float32) / max(1, len(order))
+        spans: dict[int, tuple[int, int]] = {}
+        for i, selection in zip(top.tolist(), selections, strict=True):
+            learned[i] = selection.probability
+            if int(rows[i]) in named:
+                learned[i] += p.structure_weight
+            if selection.span is not None:
+                spans[i] = selection.span
+        return learned, spans
+
+    def _select_learned(self, rows: np.ndarray, scores: np.ndarray) -> list[int]:
+        """The best sentence, then the next best ones while their probability stays
+        near the best's and the words fit in ``max_words``."""
+        p = self.params
+        order = [int(i) for i in np.argsort(-scores, kind="stable")]
+        chosen = [order[0]]
+        words = len(self.sentence_text(int(rows[order[0]])).split())
+        for i in order[1 : p.max_sentences]:
+            if scores[i] < p.selector_keep_ratio * scores[order[0]]:
+                break
+            n_words = len(self.sentence_text(int(rows[i])).split())
+            if words + n_words > p.max_words:
+                break
+            chosen.append(i)
+            words += n_words
+        return chosen
 
     def _score_sentences(
         self,
@@ -1019,12 +1096,19 @@ class Answerer:
         self, question: str, query_vector: np.ndarray, *, top_k: int = 5, mode: Mode = "hybrid"
     ) -> Answer:
         index = self.index
-        citations, rows, scores, cite_of, chosen, evidence = self._evaluate(
+        citations, rows, scores, cite_of, chosen, evidence, short = self._evaluate(
             question, query_vector, top_k, mode
         )
         if not len(rows) or evidence < self.params.abstain_threshold:
             return Answer(question, ABSTAIN_TEXT, True, index.version, [], citations)
 
+        short_answer = None
+        if short is not None:
+            best = int(rows[chosen[0]])
+            start = int(index.sentences.starts[best]) + short[0]
+            doc = index.documents[index.sentences.doc_ids[best]]
+            end = int(index.sentences.starts[best]) + short[1]
+            short_answer = ShortAnswer(doc.text[start:end], doc.doc_id, start, end)
         chosen.sort(
             key=lambda i: (index.sentences.doc_ids[rows[i]], index.sentences.starts[rows[i]])
         )
@@ -1042,7 +1126,7 @@ class Answerer:
                 )
             )
         text = " ".join(f"{s.text} [{s.citation}]" for s in sentences)
-        return Answer(question, text, False, index.version, sentences, citations)
+        return Answer(question, text, False, index.version, sentences, citations, short_answer)
 
     def _select(self, rows: np.ndarray, scores: np.ndarray) -> list[int]:
         """Best sentence first, then MMR picks while they stay relevant and short."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._answer import Answerer, SummaryParams, core_question
+from ._selector import AnswerSelector, bundled_selector
 from ._chunking import ChunkingParams
 from ._documents import load_documents, validate_doc_id
 from ._embedding import Embedder, SentenceTransformerEmbedder
@@ -69,6 +70,21 @@ def validate_query(question: str, top_k: int, mode: str) -> str:
     if mode not in MODES:
         raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     return question.strip()
+
+
+def default_summary(selector: AnswerSelector | None) -> SummaryParams:
+    """The answer parameters, with the abstention threshold of the evidence in use: the
+    learned stage's probability, or the first stage's cosine."""
+    if selector is None:
+        return SummaryParams()
+    return dataclasses.replace(SummaryParams(), abstain_threshold=selector.threshold)
+
+
+def scorer_name(index: IndexData, selector: AnswerSelector | None) -> str | None:
+    model = index.model.get("name")
+    if selector is None or model is None:
+        return model
+    return f"{model}+{selector.name}"
 
 
 def read_calibration(index_dir: Path, model_name: str | None = None) -> float | None:
@@ -207,11 +223,13 @@ class Engine:
         *,
         summary: SummaryParams | None = None,
         index_dir: str | Path | None = None,
+        selector: AnswerSelector | None = None,
     ) -> None:
         self.embedder = embedder
-        self.summary = summary or SummaryParams()
+        self.selector = selector
+        self.summary = summary or default_summary(selector)
         self.index_dir = Path(index_dir) if index_dir is not None else None
-        self._answerer = Answerer(index, self.summary)
+        self._answerer = Answerer(index, self.summary, selector)
         single_threaded_search()
         self._write_lock = threading.Lock()
         self.encode_query: Callable[[str], np.ndarray] = self._encode_one
@@ -226,13 +244,27 @@ class Engine:
         embedder: Embedder | None = None,
         *,
         summary: SummaryParams | None = None,
+        selector: AnswerSelector | bool = True,
     ) -> Engine:
-        """Load the index at ``index_dir`` (checked against the embedder's model)."""
+        """Load the index at ``index_dir`` (checked against the embedder's model).
+
+        ``selector``: the learned answer stage; True loads the bundled one, False
+        answers with the first stage alone (faster, less accurate on new documents)."""
         index_dir = Path(index_dir)
         embedder = embedder or SentenceTransformerEmbedder()
+        if selector is True:
+            selector = bundled_selector()
+        chosen = selector or None
         index = load_index(index_dir, model=model_info(embedder))
-        summary = with_calibration(summary or SummaryParams(), index_dir, index.model.get("name"))
-        return cls(index, embedder, summary=summary, index_dir=index_dir)
+        summary = with_calibration(
+            summary or default_summary(chosen), index_dir, scorer_name(index, chosen)
+        )
+        return cls(index, embedder, summary=summary, index_dir=index_dir, selector=chosen)
+
+    @property
+    def scorer_name(self) -> str:
+        """What the abstention evidence comes from; a stored threshold applies to it only."""
+        return scorer_name(self.index, self.selector)
 
     @property
     def index(self) -> IndexData:
@@ -284,7 +316,10 @@ class Engine:
 
     def with_summary(self, summary: SummaryParams) -> Engine:
         """The same index and embedder with other summary parameters (for evaluation)."""
-        return Engine(self.index, self.embedder, summary=summary, index_dir=self.index_dir)
+        return Engine(
+            self.index, self.embedder, summary=summary, index_dir=self.index_dir,
+            selector=self.selector,
+        )
 
     # -- documents ---------------------------------------------------------------------------
 
@@ -401,11 +436,11 @@ class Engine:
                 index = fresh
         summary = self.summary
         if not writing and stamp is not None:
-            summary = with_calibration(summary, self.index_dir, index.model.get("name"))
+            summary = with_calibration(summary, self.index_dir, scorer_name(index, self.selector))
         if index is self.index and summary is self.summary:
             return False
         self.summary = summary
-        self._answerer = Answerer(index, summary)
+        self._answerer = Answerer(index, summary, self.selector)
         return True
 
     def _rebuild(
@@ -421,5 +456,5 @@ class Engine:
             return dataclasses.replace(stats, unchanged=True)
         if persist and self.index_dir is not None:
             write_index(self.index_dir, data, base=previous.version)
-        self._answerer = Answerer(data, self.summary)
+        self._answerer = Answerer(data, self.summary, self.selector)
         return stats

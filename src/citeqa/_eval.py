@@ -823,7 +823,7 @@ def cli_main(args: Any, settings: Any) -> int:
             )
 
     embedder = SentenceTransformerEmbedder(settings.model_path, threads=settings.threads or None)
-    engine = Engine.open(index_dir, embedder)
+    engine = Engine.open(index_dir, embedder, selector=settings.make_selector() or False)
     calibration = None
     if args.calibrate:
         log(f"calibrating the abstention threshold on {len(questions)} questions")
@@ -834,7 +834,7 @@ def cli_main(args: Any, settings: Any) -> int:
             questions=str(args.questions),
             n=len(questions),
             balanced_accuracy=calibration.balanced_accuracy,
-            model=engine.index.model.get("name"),
+            model=engine.scorer_name,
             mode=calibration.mode,
             top_k=args.top_k,
             index_version=engine.version,

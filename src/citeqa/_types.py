@@ -64,6 +64,17 @@ class AnswerSentence:
 
 
 @dataclass(frozen=True)
+class ShortAnswer:
+    """The words of the best answer sentence that answer the question, as the learned
+    stage marks them: ``text`` is ``document.text[start:end]`` of ``doc_id``."""
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Citation:
     id: int
     chunk_id: str
@@ -85,6 +96,8 @@ class Answer:
     index_version: str
     sentences: list[AnswerSentence]
     citations: list[Citation]
+    #: the answer's words inside its first sentence, when the learned stage marks them
+    short_answer: ShortAnswer | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """``dataclasses.asdict(self)``, written out. asdict recursed and deep-copied
@@ -106,4 +119,7 @@ class Answer:
                  "score": c.score, "retrievers": dict(c.retrievers)}
                 for c in self.citations
             ],
+            "short_answer": None if (a := self.short_answer) is None else {
+                "text": a.text, "doc_id": a.doc_id, "start": a.start, "end": a.end
+            },
         }

@@ -155,6 +155,8 @@ def _visible(text: str, keep: str = "") -> str:
 def _print_answer(answer: Any) -> None:
     # An answer's sentences may span lines (kept); CRLF prints as a newline.
     print(_visible(answer.answer.replace("\r\n", "\n"), keep="\n\t"))
+    if answer.short_answer is not None:
+        print(f"Short answer: {_visible(answer.short_answer.text)}")
     print()
     for c in answer.citations:
         where = _visible(c.title) + (f" › {_visible(c.section)}" if c.section else "")
@@ -173,7 +175,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     validate_query(args.question, args.top_k, args.mode)  # before the model loads
     index_dir = args.index_dir or settings.index_dir
     read_manifest(index_dir)  # a missing index fails fast, too
-    engine = Engine.open(index_dir, _embedder(settings))
+    engine = Engine.open(
+        index_dir, _embedder(settings), selector=settings.make_selector() or False
+    )
     answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
     if args.json:
         # json escapes C0 but not DEL or C1, which a terminal may act on: the same JSON

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from ._embedding import Embedder
+    from ._selector import AnswerSelector
 
 
 class Settings(BaseSettings):
@@ -50,6 +51,13 @@ class Settings(BaseSettings):
     #: seconds between checks of the index directory for a generation or calibration
     #: written by another process (``citeqa index``, ``citeqa eval --calibrate``); 0: never
     reload_interval_s: float = Field(default=2.0, ge=0, le=86_400)
+    #: the learned answer stage (a cross-encoder over the best candidate sentences, which
+    #: chooses the answer and decides abstention): "on", or "off" for the first stage
+    #: alone (faster; tuned on one document, it holds less well on others)
+    selector: Literal["on", "off"] = "on"
+    #: a folder with another trained selector (model.onnx, tokenizer.json,
+    #: selector.json); empty means the bundled one
+    selector_path: Path | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 
@@ -61,7 +69,7 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("model_path", "onnx_dir", mode="before")
+    @field_validator("model_path", "onnx_dir", "selector_path", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
@@ -75,6 +83,16 @@ class Settings(BaseSettings):
         return make_embedder(
             self.backend, self.model_path, threads=self.threads or None, onnx_dir=self.onnx_dir
         )
+
+    def make_selector(self) -> AnswerSelector | None:
+        """The learned answer stage these settings describe, or None when it is off."""
+        if self.selector == "off":
+            return None
+        from ._selector import AnswerSelector, bundled_selector
+
+        if self.selector_path is None and not self.threads:
+            return bundled_selector()
+        return AnswerSelector(self.selector_path, threads=self.threads or None)
 
     def corpus_paths(self) -> list[str]:
         return [p.strip() for p in self.corpus.split(",") if p.strip()]

@@ -317,7 +317,11 @@ class Service:
         index_dir = self.settings.index_dir
         try:
             current_version(index_dir)  # no index: say so before spending seconds on the model
-            engine = Engine.open(index_dir, self.embedder_factory(self.settings))
+            engine = Engine.open(
+                index_dir,
+                self.embedder_factory(self.settings),
+                selector=self.settings.make_selector() or False,
+            )
             # Concurrent questions share one forward pass.
             engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
         except Exception as exc:  # reported through /readyz, the log and the hook

@@ -116,6 +116,13 @@ class CitationItem(BaseModel):
     )
 
 
+class ShortAnswerItem(BaseModel):
+    text: str = Field(description="verbatim: equals document.text[start:end]")
+    doc_id: str
+    start: int
+    end: int
+
+
 class AnswerResponse(BaseModel):
     question: str
     answer: str
@@ -123,6 +130,12 @@ class AnswerResponse(BaseModel):
     index_version: str
     sentences: list[AnswerSentenceItem]
     citations: list[CitationItem]
+    short_answer: ShortAnswerItem | None = Field(
+        default=None,
+        description="the words inside the first answer sentence that answer the question, "
+        "as the learned stage marks them; null when it is off, finds none, or the answer "
+        "abstains",
+    )
 
 
 class DocumentSummary(BaseModel):

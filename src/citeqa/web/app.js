@@ -177,6 +177,22 @@ function renderCitations(citations, heading, version) {
   return wrap;
 }
 
+// A sentence, with the short answer the learned stage marked inside it highlighted.
+function sentenceNode(s, short) {
+  const node = el("span", "sentence");
+  const inside = short && short.doc_id === s.doc_id && short.start >= s.start && short.end <= s.end;
+  const a = inside ? codePointToUnit(s.text, short.start - s.start) : 0;
+  const b = inside ? codePointToUnit(s.text, short.end - s.start) : 0;
+  if (!inside || s.text.slice(a, b) !== short.text) {
+    node.textContent = s.text;
+    return node;
+  }
+  const mark = el("mark", "short-answer", s.text.slice(a, b));
+  mark.title = "The answer, as the learned stage marks it";
+  node.append(document.createTextNode(s.text.slice(0, a)), mark, document.createTextNode(s.text.slice(b)));
+  return node;
+}
+
 function renderAnswer(data) {
   const citations = Array.isArray(data.citations) ? data.citations : [];
   const sentences = Array.isArray(data.sentences) ? data.sentences : [];
@@ -198,7 +214,7 @@ function renderAnswer(data) {
   const body = el("p", "answer-text");
   if (sentences.length === 0) body.textContent = data.answer || "";
   for (const s of sentences) {
-    body.append(el("span", "sentence", s.text), document.createTextNode("\u00a0"));
+    body.append(sentenceNode(s, data.short_answer), document.createTextNode("\u00a0"));
     const marker = el("button", "cite-marker", `[${s.citation}]`);
     marker.type = "button";
     marker.dataset.citation = String(s.citation);
