@@ -55,6 +55,7 @@ from .._exceptions import (
 from .._store import current_version
 from .._types import Document, sha256_text
 from ..settings import Settings
+from .auth import require_reader
 from .schemas import (
     AnswerResponse,
     AskRequest,
@@ -80,6 +81,8 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+#: the routes that answer questions: load shedding counts them together
+ANSWER_PATHS = frozenset({"/ask", "/v1/chat/completions"})
 WEB_FILES = {  # the only files served: an allow-list, not a directory mount
     "index.html": "text/html; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -258,7 +261,7 @@ class LoadSheddingMiddleware:
             )
             await response(scope, receive, send)
             return
-        if scope["path"] != "/ask":
+        if scope["path"] not in ANSWER_PATHS:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.max_inflight:
@@ -623,8 +626,8 @@ router = APIRouter()
     "/ask",
     response_model=AnswerResponse,
     summary="Answer a question with verbatim, cited sentences",
-    dependencies=[Depends(require_json)],
-    responses=_problems(400, 413, 415, 422, 503),
+    dependencies=[Depends(require_reader), Depends(require_json)],
+    responses=_problems(400, 401, 413, 415, 422, 503),
 )
 async def ask(body: AskRequest, engine: EngineDep) -> JSONResponse:
     answer = await run_in_threadpool(engine.ask, body.question, body.top_k, body.mode)
@@ -633,7 +636,12 @@ async def ask(body: AskRequest, engine: EngineDep) -> JSONResponse:
     return JSONResponse(answer.to_dict())
 
 
-@router.get("/documents", response_model=DocumentsResponse, responses=_problems(503))
+@router.get(
+    "/documents",
+    response_model=DocumentsResponse,
+    dependencies=[Depends(require_reader)],
+    responses=_problems(401, 503),
+)
 async def list_documents(engine: EngineDep) -> dict[str, Any]:
     def snapshot() -> list[dict[str, Any]]:
         # Documents and chunk counts from one generation: retry if a write swapped it between.
@@ -647,7 +655,10 @@ async def list_documents(engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/documents/{doc_id}", response_model=DocumentResponse, responses=_problems(404, 422, 503)
+    "/documents/{doc_id}",
+    response_model=DocumentResponse,
+    dependencies=[Depends(require_reader)],
+    responses=_problems(401, 404, 422, 503),
 )
 async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     doc = engine.document(validate_doc_id(doc_id))
@@ -881,6 +892,11 @@ def create_app(
     app.state.service = service
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.include_router(router)
+    from .openai_compat import OpenAIError, openai_error_handler
+    from .openai_compat import router as openai_router
+
+    app.include_router(openai_router)
+    app.add_exception_handler(OpenAIError, openai_error_handler)
     _web_routes(app)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
