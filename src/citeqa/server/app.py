@@ -2,7 +2,8 @@
 
 Request path, outermost first::
 
-    SecurityHeaders -> CORS (only with an allow-list) -> LoadShedding -> BodyLimit -> routes
+    Metrics -> SecurityHeaders -> CORS (only with an allow-list) -> LoadShedding -> BodyLimit
+    -> routes
 
 The engine loads in a background thread started by the lifespan, so ``/healthz``
 answers at once while ``/readyz`` (and every route that needs the index) says
@@ -308,6 +309,8 @@ class Service:
         #: set when a graceful shutdown begins: new requests get 503 while old ones finish
         self.draining = False
         self.loader: threading.Thread | None = None
+        #: hears the size of each batch of questions the model encodes (metrics)
+        self.on_batch: Callable[[int], None] | None = None
 
     def start_loading(self) -> None:
         if self.engine is not None or self.loader is not None:
@@ -322,7 +325,8 @@ class Service:
             current_version(index_dir)  # no index: say so before spending seconds on the model
             engine = Engine.open(index_dir, self.embedder_factory(self.settings))
             # Concurrent questions share one forward pass.
-            engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
+            batcher = engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
+            batcher.on_batch = self.on_batch
         except Exception as exc:  # reported through /readyz, the log and the hook
             self.load_error = exc
             log.error("cannot load the index at %s: %s", index_dir, exc)
@@ -629,8 +633,9 @@ router = APIRouter()
     dependencies=[Depends(require_reader), Depends(require_json)],
     responses=_problems(400, 401, 413, 415, 422, 503),
 )
-async def ask(body: AskRequest, engine: EngineDep) -> JSONResponse:
+async def ask(body: AskRequest, engine: EngineDep, request: Request) -> JSONResponse:
     answer = await run_in_threadpool(engine.ask, body.question, body.top_k, body.mode)
+    request.state.answer = answer  # for the metrics and the request log
     # Answer.to_dict() has the AnswerResponse shape (the OpenAPI test and the fuzz run
     # check it); skipping re-validation saves a third of a millisecond per question.
     return JSONResponse(answer.to_dict())
@@ -890,6 +895,11 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.service = service
+    from .metrics import Metrics, MetricsMiddleware
+
+    metrics = Metrics(lambda: service.engine)
+    service.on_batch = metrics.observe_batch
+    app.state.metrics = metrics
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.include_router(router)
     from .openai_compat import OpenAIError, openai_error_handler
@@ -898,6 +908,15 @@ def create_app(
     app.include_router(openai_router)
     app.add_exception_handler(OpenAIError, openai_error_handler)
     _web_routes(app)
+
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    # Out of the schema, like /v1/*: its format is Prometheus', not JSON.
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], include_in_schema=False)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -932,5 +951,12 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost
+    app.add_middleware(SecurityHeadersMiddleware)
+    # added last = outermost: counts every request, those refused early included
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        json_log=settings.log_format == "json",
+        log_questions=settings.log_questions,
+    )
     return app
