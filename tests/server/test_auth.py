@@ -41,11 +41,15 @@ def test_reads_need_a_key_when_keys_are_set(
 ) -> None:
     client = make_client(api_keys=KEYS)
     missing = call(client, method, path, body)
-    problem = assert_problem(missing, 401)
     assert missing.headers["www-authenticate"] == 'Bearer realm="citeqa"'
-    assert "API key" in problem["detail"]
     wrong = call(client, method, path, body, token="reader-key-three")
-    assert_problem(wrong, 401)
+    if path.startswith("/v1/"):  # OpenAI's error shape, which its clients read
+        assert missing.status_code == wrong.status_code == 401
+        assert "API key" in missing.json()["error"]["message"]
+        assert wrong.json()["error"]["code"] == "invalid_api_key"
+    else:
+        assert "API key" in assert_problem(missing, 401)["detail"]
+        assert_problem(wrong, 401)
     assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
     # the admin token is not a reader key: the two stay separate
     assert call(client, method, path, body, token=ADMIN_TOKEN).status_code == 401

@@ -142,6 +142,16 @@ def test_bad_json_is_an_openai_error(client: TestClient) -> None:
     assert "JSON" in response.json()["error"]["message"]
 
 
+def test_other_v1_errors_have_openai_shape_too(client: TestClient) -> None:
+    missing = client.post("/v1/completions", json={"model": "citeqa", "prompt": "q"})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "no route /v1/completions"
+    wrong_method = client.get("/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+
+
 # -- the official client against a real server ------------------------------------------------
 
 

@@ -480,6 +480,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path}; use " + " or ".join(
             allowed
         )
+    if request.url.path.startswith("/v1/"):  # OpenAI's clients read OpenAI's error shape
+        from .openai_compat import OpenAIError
+
+        code = "invalid_api_key" if exc.status_code == 401 else None
+        kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        response = OpenAIError(exc.status_code, detail, type_=kind, code=code).response()
+        response.headers.update(headers)
+        return response
     return problem_response(exc.status_code, detail, headers=headers)
 
 
@@ -489,7 +497,9 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
     # The app's routes hold the included router as one opaque entry: look at both lists.
-    for route in (*router.routes, *request.app.router.routes):
+    from .openai_compat import router as openai_router
+
+    for route in (*router.routes, *openai_router.routes, *request.app.router.routes):
         if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
             methods |= route.methods or set()  # PARTIAL: the path matches, the method not
     rank = {method: i for i, method in enumerate(_METHOD_ORDER)}
