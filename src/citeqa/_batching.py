@@ -23,7 +23,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -75,6 +75,8 @@ class MicroBatcher:
         self._answering_lock = threading.Lock()
         #: sizes of the batches sent to the embedder (bounded; for benchmarks and tests)
         self.batch_sizes: list[int] = []
+        #: called with each batch's size (metrics); must be quick and thread-safe
+        self.on_batch: Callable[[int], None] | None = None
         self._worker = threading.Thread(target=self._run, name="citeqa-batcher", daemon=True)
         self._worker.start()
 
@@ -207,6 +209,8 @@ class MicroBatcher:
     def _record(self, size: int) -> None:
         if len(self.batch_sizes) < 100_000:
             self.batch_sizes.append(size)
+        if self.on_batch is not None:
+            self.on_batch(size)
 
 
 def _check_rows(vectors: np.ndarray, texts: int) -> None:

@@ -201,6 +201,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from .mcp_server import run
+
+    settings = _settings()
+    if args.index_dir is not None:
+        settings = settings.model_copy(update={"index_dir": args.index_dir})
+    run(settings)
+    return 0
+
+
 def _check_eval_outputs(args: argparse.Namespace) -> None:
     """The question set, ``--json`` and ``--report`` must be three files: one written
     over another loses it (the metrics were silently replaced by the HTML)."""
@@ -271,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_positive("--port", 0, 65535), help="port (default: 8000)")
     p.add_argument("--index-dir", type=_path)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "mcp", help="serve the tools ask and search to an MCP client over stdio (read-only)"
+    )
+    p.add_argument("--index-dir", type=_path)
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("eval", help="measure answer quality on a question set")
     p.add_argument("questions", type=_path, help="question set, JSON lines")

@@ -26,6 +26,13 @@ class Settings(BaseSettings):
     threads: int = Field(default=0, ge=0, le=256)
     #: admin token for POST/DELETE /documents; empty disables those endpoints
     admin_token: str = ""
+    #: comma-separated bearer keys for readers: when set, /ask, /v1/* and the document
+    #: reads need ``Authorization: Bearer <key>``; empty (the default) leaves them open
+    api_keys: str = ""
+    #: request log lines: "text" (uvicorn's access log) or "json" (one JSON object a line)
+    log_format: Literal["text", "json"] = "text"
+    #: JSON request logs include the question text (off: questions may be private)
+    log_questions: bool = False
     #: comma-separated origins allowed by CORS; empty means same-origin only
     cors_origins: str = ""
     #: request body limit for /ask, bytes
@@ -96,6 +103,9 @@ class Settings(BaseSettings):
 
     def corpus_paths(self) -> list[str]:
         return [p.strip() for p in self.corpus.split(",") if p.strip()]
+
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
 
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

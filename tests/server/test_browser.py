@@ -6,6 +6,9 @@ Waits use locators: the page's CSP has no 'unsafe-eval', so string predicates fo
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +17,18 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
-from .conftest import ADMIN_TOKEN, ROOT, SEED_ANSWER, SEED_QUESTION, LiveServer
+from .conftest import (
+    ADMIN_TOKEN,
+    CITEQA_BIN,
+    ROOT,
+    SEED_ANSWER,
+    SEED_QUESTION,
+    LiveServer,
+    free_port,
+    server_env,
+    stop,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -111,8 +125,11 @@ def test_ask_see_citations_and_the_highlighted_source(
     page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
     page.locator("#source-close").click()
     expect(page.locator("#source-panel")).to_be_hidden()
-    # a source in the list opens with its whole passage highlighted
+    # a source in the list opens with its whole passage highlighted (the passages no
+    # sentence cites are folded under "more passages")
     last = expected["citations"][-1]
+    if last["id"] not in {s["citation"] for s in expected["sentences"]}:
+        answer.locator("details.more-passages > summary").click()
     answer.locator(f'li.citation[data-citation="{last["id"]}"] button').click()
     expect(page.locator("#source-text mark")).to_have_text(last["text"])
     page.locator("#source-close").click()
@@ -220,3 +237,144 @@ def test_an_answer_older_than_its_document_says_so(
     expect(page.locator("#source-text mark")).to_have_count(0)
     assert "changed since this answer" in (page.locator("#source-text").text_content() or "")
     assert watch.dialogs == [] and watch.problems == []
+
+
+# -- the page as people know chat pages -----------------------------------------------------
+
+DOCS_IMG = ROOT / "docs" / "img"
+SCREENSHOTS = {"chat-desktop.png": (1280, 800), "chat-phone.png": (390, 844)}
+SECOND_QUESTION = "Who is the USAID chief who traveled to Central America?"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def in_view(page: Page, node: Locator) -> bool:
+    """The top of ``node`` is inside the chat's visible area."""
+    chat, box = page.locator("#chat").bounding_box(), node.bounding_box()
+    assert chat is not None and box is not None
+    return chat["y"] - 1 <= box["y"] < chat["y"] + chat["height"]
+
+
+@pytest.mark.parametrize("name", list(SCREENSHOTS))
+def test_answers_stay_in_view_sources_are_compact_and_the_chat_survives_a_reload(
+    browser: Browser, live_server: LiveServer, name: str
+) -> None:
+    width, height = SCREENSHOTS[name]
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(live_server.url + "/")
+    try:
+        expected = httpx.post(f"{live_server.url}/ask", json={"question": SEED_QUESTION},
+                              timeout=60).json()
+        for question in (SECOND_QUESTION, SEED_QUESTION):
+            answer = ask(page, question)
+            # the new answer is shown from its start, not scrolled past to its last card
+            assert in_view(page, answer), question
+            assert in_view(page, page.locator(".turn.question").last)
+
+        cited = sorted({s["citation"] for s in expected["sentences"]})
+        uncited = [c["id"] for c in expected["citations"] if c["id"] not in cited]
+        shown = answer.locator(".citations-block > ol.citations > li.citation")
+        assert sorted(int(i.get_attribute("data-citation") or 0) for i in shown.all()) == cited
+        titles = {c["title"] for c in expected["citations"] if c["id"] in cited}
+        expect(shown.locator(".citation-title")).to_have_count(len(titles))  # once each
+        more = answer.locator("details.more-passages")
+        if uncited:
+            expect(more.locator("li.citation").first).to_be_hidden()
+            more.locator("summary").click()
+            expect(more.locator("li.citation")).to_have_count(len(uncited))
+            expect(more.locator("li.citation").first).to_be_visible()
+            more.locator("summary").click()
+        else:
+            expect(more).to_have_count(0)
+
+        # copy: the answer and its sources, as the clipboard holds them
+        answer.locator(".copy-answer").click()
+        expect(answer.locator(".copy-answer")).to_have_text("Copied")
+        page.locator("#question").focus()
+        page.keyboard.press("ControlOrMeta+V")
+        pasted = page.locator("#question").input_value()
+        assert pasted.startswith(expected["answer"] + "\n\nSources:\n[")
+        page.locator("#question").fill("")
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / name))
+        if os.environ.get("UPDATE_SCREENSHOTS") == "1":  # refreshes the README's pictures
+            DOCS_IMG.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(DOCS_IMG / name))
+        assert png_size(DOCS_IMG / name) == (width, height)  # the README shows it
+
+        # a reload of the tab keeps the conversation, sources still open
+        page.reload()
+        answers = page.locator(".turn.answer")
+        expect(answers).to_have_count(2)
+        expect(page.locator(".turn.question")).to_have_text([SECOND_QUESTION, SEED_QUESTION])
+        expect(answers.last.locator(".answer-text")).to_contain_text(SEED_ANSWER)
+        assert in_view(page, page.locator(".turn.question").last)
+        first = expected["sentences"][0]
+        answers.last.locator(f'button.cite-marker[data-citation="{first["citation"]}"]').click()
+        expect(page.locator("#source-text mark")).to_have_text(first["text"])
+        page.locator("#source-close").click()
+        # "New chat" forgets it
+        page.locator("#clear-chat").click()
+        expect(answers).to_have_count(0)
+        page.reload()
+        expect(page.locator(".turn")).to_have_count(0)
+        assert problems == []
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def keyed_server(hashing_index_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """``citeqa serve`` with CITEQA_API_KEYS, on the small index (the fake embedder)."""
+    index_dir = tmp_path / "index"
+    shutil.copytree(hashing_index_dir, index_dir)
+    port = free_port()
+    with open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(CITEQA_BIN), "serve", "--port", str(port), "--index-dir", str(index_dir)],
+            env=server_env(CITEQA_EMBEDDER="hashing", CITEQA_API_KEYS=READER_KEY),
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, process)
+            yield url
+        finally:
+            stop(process)
+
+
+READER_KEY = "browser-reader-key"
+
+
+def test_the_page_asks_for_an_api_key_and_keeps_it(browser: Browser, keyed_server: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(keyed_server + "/")
+    try:
+        page.locator("#question").fill(SEED_QUESTION)
+        page.locator("#send").click()
+        expect(page.locator(".turn.error")).to_contain_text("API key")
+        expect(page.locator("#key-bar")).to_be_visible()
+        page.locator("#api-key").fill(READER_KEY)
+        page.locator("#key-save").click()  # saves it and asks again
+        expect(page.locator(".turn.answer")).to_have_count(1)
+        expect(page.locator("#key-bar")).to_be_hidden()
+        marker = page.locator(".turn.answer button.cite-marker").first
+        marker.click()  # the document is fetched with the key too
+        expect(page.locator("#source-text mark")).to_have_count(1)
+        page.reload()
+        ask(page, SEED_QUESTION)  # the key is still there
+        expect(page.locator("#key-bar")).to_be_hidden()
+    finally:
+        context.close()

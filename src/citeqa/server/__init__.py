@@ -77,13 +77,22 @@ def listen_sockets(host: str, port: int) -> list[socket.socket]:
     return sockets
 
 
-def _log_config() -> dict[str, Any]:
+def _log_config(json_lines: bool = False) -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
     # uvicorn's own format (its access lines carry method, path and status, never headers),
     # plus our logger on the same handler.
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["citeqa"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    if json_lines:  # CITEQA_LOG_FORMAT=json: our request lines, bare, instead of uvicorn's
+        config["formatters"]["json_lines"] = {"format": "%(message)s"}
+        config["handlers"]["json_lines"] = {
+            "class": "logging.StreamHandler", "formatter": "json_lines",
+            "stream": "ext://sys.stdout",
+        }
+        config["loggers"]["citeqa.access"] = {
+            "handlers": ["json_lines"], "level": "INFO", "propagate": False,
+        }
     return config
 
 
@@ -124,7 +133,8 @@ def _serve(settings: Settings, sockets: list[socket.socket]) -> None:
         host=settings.host,
         port=settings.port,
         lifespan="on",
-        log_config=_log_config(),
+        log_config=_log_config(settings.log_format == "json"),
+        access_log=settings.log_format != "json",
         server_header=False,
         timeout_graceful_shutdown=getattr(settings, "shutdown_grace_s", GRACEFUL_SHUTDOWN_S),
     )

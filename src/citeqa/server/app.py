@@ -2,7 +2,8 @@
 
 Request path, outermost first::
 
-    SecurityHeaders -> CORS (only with an allow-list) -> LoadShedding -> BodyLimit -> routes
+    Metrics -> SecurityHeaders -> CORS (only with an allow-list) -> LoadShedding -> BodyLimit
+    -> routes
 
 The engine loads in a background thread started by the lifespan, so ``/healthz``
 answers at once while ``/readyz`` (and every route that needs the index) says
@@ -55,6 +56,7 @@ from .._exceptions import (
 from .._store import current_version
 from .._types import Document, sha256_text
 from ..settings import Settings
+from .auth import require_reader
 from .schemas import (
     AnswerResponse,
     AskRequest,
@@ -80,6 +82,8 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+#: the routes that answer questions: load shedding counts them together
+ANSWER_PATHS = frozenset({"/ask", "/v1/chat/completions"})
 WEB_FILES = {  # the only files served: an allow-list, not a directory mount
     "index.html": "text/html; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
@@ -258,7 +262,7 @@ class LoadSheddingMiddleware:
             )
             await response(scope, receive, send)
             return
-        if scope["path"] != "/ask":
+        if scope["path"] not in ANSWER_PATHS:
             await self.app(scope, receive, send)
             return
         if self.inflight >= self.max_inflight:
@@ -305,6 +309,8 @@ class Service:
         #: set when a graceful shutdown begins: new requests get 503 while old ones finish
         self.draining = False
         self.loader: threading.Thread | None = None
+        #: hears the size of each batch of questions the model encodes (metrics)
+        self.on_batch: Callable[[int], None] | None = None
 
     def start_loading(self) -> None:
         if self.engine is not None or self.loader is not None:
@@ -323,7 +329,8 @@ class Service:
                 selector=self.settings.make_selector() or False,
             )
             # Concurrent questions share one forward pass.
-            engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
+            batcher = engine.enable_batching(self.settings.batch_max, self.settings.batch_wait_ms)
+            batcher.on_batch = self.on_batch
         except Exception as exc:  # reported through /readyz, the log and the hook
             self.load_error = exc
             log.error("cannot load the index at %s: %s", index_dir, exc)
@@ -477,6 +484,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path}; use " + " or ".join(
             allowed
         )
+    if request.url.path.startswith("/v1/"):  # OpenAI's clients read OpenAI's error shape
+        from .openai_compat import OpenAIError
+
+        code = "invalid_api_key" if exc.status_code == 401 else None
+        kind = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        response = OpenAIError(exc.status_code, detail, type_=kind, code=code).response()
+        response.headers.update(headers)
+        return response
     return problem_response(exc.status_code, detail, headers=headers)
 
 
@@ -486,7 +501,9 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
     # The app's routes hold the included router as one opaque entry: look at both lists.
-    for route in (*router.routes, *request.app.router.routes):
+    from .openai_compat import router as openai_router
+
+    for route in (*router.routes, *openai_router.routes, *request.app.router.routes):
         if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
             methods |= route.methods or set()  # PARTIAL: the path matches, the method not
     rank = {method: i for i, method in enumerate(_METHOD_ORDER)}
@@ -627,17 +644,23 @@ router = APIRouter()
     "/ask",
     response_model=AnswerResponse,
     summary="Answer a question with verbatim, cited sentences",
-    dependencies=[Depends(require_json)],
-    responses=_problems(400, 413, 415, 422, 503),
+    dependencies=[Depends(require_reader), Depends(require_json)],
+    responses=_problems(400, 401, 413, 415, 422, 503),
 )
-async def ask(body: AskRequest, engine: EngineDep) -> JSONResponse:
+async def ask(body: AskRequest, engine: EngineDep, request: Request) -> JSONResponse:
     answer = await run_in_threadpool(engine.ask, body.question, body.top_k, body.mode)
+    request.state.answer = answer  # for the metrics and the request log
     # Answer.to_dict() has the AnswerResponse shape (the OpenAPI test and the fuzz run
     # check it); skipping re-validation saves a third of a millisecond per question.
     return JSONResponse(answer.to_dict())
 
 
-@router.get("/documents", response_model=DocumentsResponse, responses=_problems(503))
+@router.get(
+    "/documents",
+    response_model=DocumentsResponse,
+    dependencies=[Depends(require_reader)],
+    responses=_problems(401, 503),
+)
 async def list_documents(engine: EngineDep) -> dict[str, Any]:
     def snapshot() -> list[dict[str, Any]]:
         # Documents and chunk counts from one generation: retry if a write swapped it between.
@@ -651,7 +674,10 @@ async def list_documents(engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/documents/{doc_id}", response_model=DocumentResponse, responses=_problems(404, 422, 503)
+    "/documents/{doc_id}",
+    response_model=DocumentResponse,
+    dependencies=[Depends(require_reader)],
+    responses=_problems(401, 404, 422, 503),
 )
 async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     doc = engine.document(validate_doc_id(doc_id))
@@ -883,9 +909,28 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.service = service
+    from .metrics import Metrics, MetricsMiddleware
+
+    metrics = Metrics(lambda: service.engine)
+    service.on_batch = metrics.observe_batch
+    app.state.metrics = metrics
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     app.include_router(router)
+    from .openai_compat import OpenAIError, openai_error_handler
+    from .openai_compat import router as openai_router
+
+    app.include_router(openai_router)
+    app.add_exception_handler(OpenAIError, openai_error_handler)
     _web_routes(app)
+
+    async def prometheus_metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    # Out of the schema, like /v1/*: its format is Prometheus', not JSON.
+    app.add_api_route("/metrics", prometheus_metrics, methods=["GET"], include_in_schema=False)
 
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -920,5 +965,12 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
-    app.add_middleware(SecurityHeadersMiddleware)  # added last = outermost
+    app.add_middleware(SecurityHeadersMiddleware)
+    # added last = outermost: counts every request, those refused early included
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        json_log=settings.log_format == "json",
+        log_questions=settings.log_questions,
+    )
     return app

@@ -14,6 +14,14 @@ const sourceTitle = $("#source-title");
 const sourceSection = $("#source-section");
 const sourceText = $("#source-text");
 const closeButton = $("#source-close");
+const keyBar = $("#key-bar");
+const keyInput = $("#api-key");
+const keySave = $("#key-save");
+const clearButton = $("#clear-chat");
+
+const CONVERSATION_KEY = "citeqa.conversation"; // sessionStorage: survives a reload of the tab
+const API_KEY_KEY = "citeqa.apiKey"; // localStorage: CITEQA_API_KEYS servers only
+const MAX_KEPT_TURNS = 30;
 
 // index_version + doc_id -> Promise<document>: a document replaced since has new offsets
 const docCache = new Map();
@@ -50,6 +58,58 @@ function scrollChatToEnd() {
   chat.scrollTop = chat.scrollHeight;
 }
 
+// A new answer is read from its start: bring its question to the top of the view.
+function showFromStart(node) {
+  node.scrollIntoView({ block: "start" });
+}
+
+// -- storage: the conversation (per tab) and the API key (per browser) ----------------------
+
+function stored(storage, key, fallback) {
+  try {
+    const value = storage.getItem(key);
+    return value === null ? fallback : value;
+  } catch {
+    return fallback; // storage disabled (private mode, a sandbox)
+  }
+}
+
+function store(storage, key, value) {
+  try {
+    if (value === null) storage.removeItem(key);
+    else storage.setItem(key, value);
+  } catch {
+    // full or disabled: the page works, it just forgets
+  }
+}
+
+function apiKey() {
+  return stored(localStorage, API_KEY_KEY, "");
+}
+
+function withKey(headers) {
+  const key = apiKey();
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
+
+function loadConversation() {
+  try {
+    const turns = JSON.parse(stored(sessionStorage, CONVERSATION_KEY, "[]"));
+    return Array.isArray(turns) ? turns.filter((t) => t && typeof t.question === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+// [{question, answer}]: only answered turns are kept, not errors
+let conversation = loadConversation();
+
+function saveConversation() {
+  conversation = conversation.slice(-MAX_KEPT_TURNS);
+  store(sessionStorage, CONVERSATION_KEY, conversation.length ? JSON.stringify(conversation) : null);
+  clearButton.hidden = conversation.length === 0;
+}
+
 async function problemMessage(res) {
   let problem = null;
   try {
@@ -66,7 +126,7 @@ function fetchDocument(docId, version) {
   const key = `${version || ""}\u0000${docId}`;
   if (!docCache.has(key)) {
     const pending = fetch(`/documents/${encodeURIComponent(docId)}`, {
-      headers: { Accept: "application/json" },
+      headers: withKey({ Accept: "application/json" }),
     }).then(async (res) => {
       if (!res.ok) throw new Error(await problemMessage(res));
       return res.json();
@@ -155,25 +215,63 @@ function citationTarget(citation, version) {
   };
 }
 
-function renderCitations(citations, heading, version) {
-  const wrap = el("div", "citations-block");
-  wrap.append(el("h3", "citations-heading", heading));
-  const list = el("ol", "citations");
+function titleOf(citation) {
+  return citation.title || citation.doc_id;
+}
+
+// Passages of one document together (in the order the documents first appear), so a
+// document's title is shown once however many of its passages are listed.
+function byDocument(citations) {
+  const groups = new Map();
   for (const c of citations) {
+    const title = titleOf(c);
+    if (!groups.has(title)) groups.set(title, []);
+    groups.get(title).push(c);
+  }
+  return [...groups.values()].flat();
+}
+
+function renderPassageList(citations, version) {
+  const list = el("ol", "citations");
+  let previousTitle = null;
+  for (const c of byDocument(citations)) {
+    const title = titleOf(c);
     const item = el("li", "citation");
     item.dataset.citation = String(c.id);
     const button = el("button", "citation-link");
     button.type = "button";
-    button.setAttribute("aria-label", `Show source ${c.id}: ${c.title || c.doc_id}`);
+    button.setAttribute("aria-label", `Show source ${c.id}: ${title}`);
     const head = el("span", "citation-head");
-    head.append(el("span", "citation-num", `[${c.id}]`), el("span", "citation-title", c.title || c.doc_id));
+    head.append(el("span", "citation-num", `[${c.id}]`));
+    if (title !== previousTitle) head.append(el("span", "citation-title", title));
+    else item.classList.add("same-document");
     if (c.section) head.append(el("span", "citation-section", c.section));
-    button.append(head, el("span", "citation-preview", preview(c.text)));
+    if (c.page !== undefined && c.page !== null) head.append(el("span", "citation-page", `p. ${c.page}`));
+    button.append(head, el("span", "citation-preview", preview(c.text, 140)));
     button.addEventListener("click", () => showSource(citationTarget(c, version), button));
     item.append(button);
     list.append(item);
+    previousTitle = title;
   }
-  wrap.append(list);
+  return list;
+}
+
+// The passages no sentence cites, folded: they are context, not the answer's sources.
+function renderMorePassages(citations, version, label) {
+  const more = el("details", "more-passages");
+  more.append(el("summary", "", label), renderPassageList(citations, version));
+  return more;
+}
+
+function renderCitations(cited, uncited, version) {
+  const wrap = el("div", "citations-block");
+  if (cited.length) {
+    wrap.append(el("h3", "citations-heading", "Sources"), renderPassageList(cited, version));
+  }
+  if (uncited.length) {
+    const n = uncited.length;
+    wrap.append(renderMorePassages(uncited, version, `${n} more passage${n === 1 ? "" : "s"}`));
+  }
   return wrap;
 }
 
@@ -193,10 +291,53 @@ function sentenceNode(s, short) {
   return node;
 }
 
+// What "Copy" puts on the clipboard: the answer, then the sources it cites.
+function answerAsText(data, cited) {
+  if (data.abstained || !cited.length) return String(data.answer || "");
+  const lines = cited.map((c) => {
+    let where = titleOf(c) + (c.section ? ` › ${c.section}` : "");
+    if (c.page !== undefined && c.page !== null) where += `, p. ${c.page}`;
+    return `[${c.id}] ${where}`;
+  });
+  return `${data.answer}\n\nSources:\n${lines.join("\n")}`;
+}
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    // no clipboard API (an http:// origin other than localhost): the old way
+    const area = el("textarea", "visually-hidden", text);
+    document.body.append(area);
+    area.select();
+    const done = document.execCommand("copy");
+    area.remove();
+    return done;
+  }
+}
+
+function renderCopyButton(text) {
+  const button = el("button", "copy-answer", "Copy");
+  button.type = "button";
+  button.setAttribute("aria-label", "Copy the answer and its sources");
+  button.addEventListener("click", async () => {
+    const done = await copyText(text);
+    button.textContent = done ? "Copied" : "Copy failed";
+    setTimeout(() => { button.textContent = "Copy"; }, 2000);
+  });
+  const bar = el("div", "answer-actions");
+  bar.append(button);
+  return bar;
+}
+
 function renderAnswer(data) {
   const citations = Array.isArray(data.citations) ? data.citations : [];
   const sentences = Array.isArray(data.sentences) ? data.sentences : [];
   const byId = new Map(citations.map((c) => [c.id, c]));
+  const citedIds = new Set(sentences.map((s) => s.citation));
+  const cited = citations.filter((c) => citedIds.has(c.id));
+  const uncited = citations.filter((c) => !citedIds.has(c.id));
   const turn = el("article", "turn answer");
   turn.setAttribute("aria-label", "Answer");
 
@@ -206,8 +347,10 @@ function renderAnswer(data) {
     note.append(el("strong", "abstain-title", "Not in the documents"), el("p", "", "The documents do not answer this question."));
     turn.append(note);
     if (citations.length) {
-      turn.append(renderCitations(citations, "Nearest passages", data.index_version));
+      const n = citations.length;
+      turn.append(renderMorePassages(citations, data.index_version, `${n} nearest passage${n === 1 ? "" : "s"}`));
     }
+    turn.append(renderCopyButton(answerAsText(data, [])));
     return turn;
   }
 
@@ -237,7 +380,8 @@ function renderAnswer(data) {
     body.append(marker, document.createTextNode(" "));
   }
   turn.append(body);
-  if (citations.length) turn.append(renderCitations(citations, "Sources", data.index_version));
+  if (citations.length) turn.append(renderCitations(cited, uncited, data.index_version));
+  turn.append(renderCopyButton(answerAsText(data, cited)));
   return turn;
 }
 
@@ -251,7 +395,8 @@ async function ask(text) {
   busy = true;
   sendButton.disabled = true;
   chat.querySelector(".intro")?.remove();
-  chat.append(el("div", "turn question", text));
+  const asked = el("div", "turn question", text);
+  chat.append(asked);
 
   const pending = el("div", "turn pending", "Searching…");
   pending.setAttribute("aria-busy", "true");
@@ -262,18 +407,80 @@ async function ask(text) {
   try {
     const res = await fetch("/ask", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: withKey({ "Content-Type": "application/json", Accept: "application/json" }),
       body: JSON.stringify({ question: text, top_k: 5, mode: modeSelect.value }),
     });
-    result = res.ok ? renderAnswer(await res.json()) : renderError(await problemMessage(res));
+    if (res.ok) {
+      const data = await res.json();
+      result = renderAnswer(data);
+      conversation.push({ question: text, answer: data });
+      saveConversation();
+    } else {
+      if (res.status === 401) askForKey(text);
+      result = renderError(await problemMessage(res));
+    }
   } catch (err) {
     result = renderError("Could not reach the server. Check the connection and try again.");
   }
   pending.replaceWith(result);
-  scrollChatToEnd();
+  showFromStart(asked);
   busy = false;
   sendButton.disabled = false;
 }
+
+// -- API key (only when the server sets CITEQA_API_KEYS) ------------------------------------
+
+let retryAfterKey = null;
+
+function askForKey(question) {
+  retryAfterKey = question;
+  keyInput.value = "";
+  keyBar.hidden = false;
+  keyInput.focus();
+}
+
+function saveKey() {
+  const key = keyInput.value.trim();
+  if (!key) return;
+  store(localStorage, API_KEY_KEY, key);
+  docCache.clear(); // fetches refused without the key
+  keyBar.hidden = true;
+  const question = retryAfterKey;
+  retryAfterKey = null;
+  if (question && !busy) ask(question);
+}
+
+keySave.addEventListener("click", saveKey);
+keyInput.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    saveKey();
+  }
+});
+
+// -- the conversation kept across a reload ---------------------------------------------------
+
+function restoreConversation() {
+  if (!conversation.length) return;
+  chat.querySelector(".intro")?.remove();
+  let last = null;
+  for (const turn of conversation) {
+    last = el("div", "turn question", turn.question);
+    chat.append(last, renderAnswer(turn.answer || {}));
+  }
+  clearButton.hidden = false;
+  showFromStart(last);
+}
+
+clearButton.addEventListener("click", () => {
+  conversation = [];
+  saveConversation();
+  closePanel();
+  chat.replaceChildren(el("p", "intro", "Ask a question. Every answer sentence is copied word for word from a document."));
+  question.focus();
+});
+
+restoreConversation();
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
