@@ -58,7 +58,7 @@ bench-scale: install
 
 # The learned answer stage (src/citeqa/models/selector, MODEL_CARD.md there): about
 # 40 minutes on two cores. Trains on TRAIN_CORPUS less the HOLDOUT articles, then
-# chooses the abstention threshold on the HOLDOUT articles indexed together.
+# evaluates on the HOLDOUT articles indexed together.
 TRAIN_CORPUS ?= ../shared/data/squad2-train10
 HOLDOUT ?= Spectre__2015_film,To_Kill_a_Mockingbird
 TRAIN_WORK ?= build/train
@@ -71,8 +71,8 @@ train: install
 	$(PY) train/train_selector.py export $(TRAIN_WORK)/fit $(SELECTOR_DIR)
 	$(PY) train/holdout.py $(TRAIN_CORPUS) $(HOLDOUT) $(TRAIN_WORK)/holdout
 	$(CITEQA) index $(TRAIN_WORK)/holdout/docs --index-dir $(TRAIN_WORK)/holdout-index
-	$(PY) train/train_selector.py threshold $(SELECTOR_DIR) $(TRAIN_WORK)/holdout-index \
-	  $(TRAIN_WORK)/holdout/questions.jsonl
+	$(CITEQA) eval $(TRAIN_WORK)/holdout/questions.jsonl --index-dir $(TRAIN_WORK)/holdout-index \
+	  --modes hybrid --json $(TRAIN_WORK)/holdout-eval.json
 
 audit: install
 	$(PY) .ci/audit.py

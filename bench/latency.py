@@ -74,19 +74,27 @@ def main() -> None:
                      rounds_of(lambda q, e=embedder: e.embed_batch([q]), qs, args.rounds)))
         rows.append((f"Engine.ask in process ({backend})",
                      rounds_of(engine.ask, qs, args.rounds)))
+        first_stage = Engine.open(index_dir, embedder, selector=False)
+        rows.append((f"Engine.ask in process ({backend}, learned stage off)",
+                     rounds_of(first_stage.ask, qs, args.rounds)))
         gc.collect()
 
     import httpx
 
-    for backend in ("torch", "onnx"):
+    import os
+
+    for backend, selector in (("torch", "on"), ("onnx", "on"), ("onnx", "off")):
+        os.environ["CITEQA_SELECTOR"] = selector  # the server reads it at start
         proc, url, _ = start_server(index_dir, backend=backend, threads=args.threads)
+        os.environ.pop("CITEQA_SELECTOR")
         try:
             with httpx.Client(base_url=url, timeout=30) as client:
                 def post(q: str) -> None:
                     r = client.post("/ask", json={"question": q})
                     r.raise_for_status()
 
-                rows.append((f"POST /ask over HTTP, keep-alive ({backend})",
+                stage = "" if selector == "on" else ", learned stage off"
+                rows.append((f"POST /ask over HTTP, keep-alive ({backend}{stage})",
                              rounds_of(post, qs, args.rounds)))
         finally:
             stop(proc)

@@ -115,6 +115,7 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
     as_dict = answer.to_dict()
     assert set(as_dict) == {
         "question", "answer", "abstained", "index_version", "sentences", "citations",
+        "short_answer",
     }
     assert set(as_dict["sentences"][0]) == {"text", "citation", "doc_id", "start", "end", "score"}
     assert set(as_dict["citations"][0]) == {

@@ -383,7 +383,9 @@ def test_calibrate_from_the_cli_writes_a_separating_threshold(
         report=tmp_path / "out.html",
         calibrate=True,
     )
-    settings = SimpleNamespace(index_dir=Path("unused"), model_path=None, threads=0)
+    settings = SimpleNamespace(
+        index_dir=Path("unused"), model_path=None, threads=0, make_selector=lambda: None
+    )
     assert cli_main(args, settings) == 0
 
     data = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
@@ -421,7 +423,9 @@ def test_cli_eval_makes_output_folders_and_refuses_bad_outputs_before_evaluating
         return HashingEmbedder()
 
     monkeypatch.setattr("citeqa._embedding.SentenceTransformerEmbedder", embedder)
-    settings = SimpleNamespace(index_dir=Path("unused"), model_path=None, threads=0)
+    settings = SimpleNamespace(
+        index_dir=Path("unused"), model_path=None, threads=0, make_selector=lambda: None
+    )
 
     def run(json_out: Path | None, report: Path | None) -> int:
         args = SimpleNamespace(questions=questions, index_dir=index_dir, top_k=5,

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from citeqa import Document, Engine, HashingEmbedder, InvalidInputError, build_index
+from citeqa import (
+    Document,
+    Engine,
+    HashingEmbedder,
+    InvalidInputError,
+    SummaryParams,
+    build_index,
+)
 from citeqa._selector import AnswerSelector, bundled_selector, bundled_selector_dir
 from citeqa.settings import Settings
 
@@ -25,7 +32,7 @@ def test_the_answering_sentence_scores_highest_and_its_span_is_marked() -> None:
     assert len(out) == 3
     probabilities = [s.probability for s in out]
     assert max(probabilities) == probabilities[1]
-    assert probabilities[1] > selector.threshold > max(probabilities[0], probabilities[2])
+    assert probabilities[1] > 0.5 > max(probabilities[0], probabilities[2])
     span = out[1].span
     assert span is not None
     assert "Paris" in PARIS[1][1][span[0] : span[1]]
@@ -60,10 +67,10 @@ def test_another_selector_folder_is_read(tmp_path: Path) -> None:
     folder = tmp_path / "selector"
     shutil.copytree(bundled_selector_dir(), folder)
     meta = json.loads((folder / "selector.json").read_text())
-    meta.update(name="mine", threshold=0.123)
+    meta.update(name="mine")
     (folder / "selector.json").write_text(json.dumps(meta))
     selector = Settings(selector_path=folder).make_selector()
-    assert selector is not None and selector.name == "mine" and selector.threshold == 0.123
+    assert selector is not None and selector.name == "mine"
 
 
 def test_the_setting_turns_the_stage_off() -> None:
@@ -71,7 +78,9 @@ def test_the_setting_turns_the_stage_off() -> None:
     assert Settings().make_selector() is bundled_selector()
 
 
-def _engine(selector: AnswerSelector | None) -> Engine:
+def _engine(selector: AnswerSelector | None, abstain_threshold: float = -10.0) -> Engine:
+    """Two small documents; the fake embedder's cosines say little, so abstention (the
+    first stage's evidence, not the learned stage's) is set by ``abstain_threshold``."""
     docs = [
         Document("tower", "Paris landmarks",
                  "Paris landmarks\n\nThe Eiffel Tower was finished in 1889 for the World's "
@@ -81,7 +90,8 @@ def _engine(selector: AnswerSelector | None) -> Engine:
                  "in a cool store. Lemons grow in Sicily."),
     ]
     index, _ = build_index(docs, HashingEmbedder())
-    return Engine(index, HashingEmbedder(), selector=selector)
+    summary = SummaryParams(abstain_threshold=abstain_threshold)
+    return Engine(index, HashingEmbedder(), summary=summary, selector=selector)
 
 
 def test_the_engine_answers_with_the_stage_and_marks_a_verbatim_short_answer() -> None:
@@ -99,10 +109,11 @@ def test_the_engine_answers_with_the_stage_and_marks_a_verbatim_short_answer() -
         "text": short.text, "doc_id": short.doc_id, "start": short.start, "end": short.end}
 
 
-def test_the_stage_abstains_when_no_candidate_answers() -> None:
-    engine = _engine(bundled_selector())
-    answer = engine.ask("Who designed the Sydney Opera House?")
+def test_an_abstaining_answer_has_no_short_answer() -> None:
+    engine = _engine(bundled_selector(), abstain_threshold=10.0)
+    answer = engine.ask("When was the Eiffel Tower finished?")
     assert answer.abstained and answer.short_answer is None and answer.sentences == []
+    assert answer.to_dict()["short_answer"] is None
 
 
 def test_without_the_stage_there_is_no_short_answer() -> None:
@@ -110,10 +121,3 @@ def test_without_the_stage_there_is_no_short_answer() -> None:
     answer = engine.ask("When was the Eiffel Tower finished?")
     assert answer.short_answer is None
     assert answer.to_dict()["short_answer"] is None
-
-
-def test_scorer_name_ties_a_stored_threshold_to_the_stage() -> None:
-    assert _engine(None).scorer_name == "hashing-test-embedder"
-    with_stage = _engine(bundled_selector())
-    assert with_stage.scorer_name == f"hashing-test-embedder+{bundled_selector().name}"
-    assert with_stage.summary.abstain_threshold == bundled_selector().threshold

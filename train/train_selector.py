@@ -11,6 +11,9 @@ its article that its paragraph does not hold), on the CPU with a fixed seed.
 
     python train/train_selector.py fit PAIRS.jsonl OUT_DIR --holdout A,B
     python train/train_selector.py export OUT_DIR MODEL_DIR
+
+``citeqa eval`` on the held-out articles, indexed together, then measures it
+(docs/learned-stage.md).
 """
 
 from __future__ import annotations
@@ -228,39 +231,11 @@ def export(args: argparse.Namespace) -> None:
     else:
         shutil.copy(fp32, target)
     shutil.copy(args.out / "tokenizer.json", args.model_dir / "tokenizer.json")
+    training = json.loads((args.out / "training.json").read_text())
+    meta = {"name": args.name, "max_tokens": MAX_TOKENS, "precision": args.precision,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2", "training": training}
+    (args.model_dir / "selector.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB, {args.precision})")
-
-
-def choose_threshold(args: argparse.Namespace) -> None:
-    """The abstention threshold, chosen on held-out articles: the highest that keeps
-    false abstention on their answerable questions at most ``--max-false-abstention``.
-    Written to ``selector.json`` with the figures it gives there."""
-    from citeqa import Engine
-    from citeqa._embedding import make_embedder
-    from citeqa._eval import load_questions
-    from citeqa._selector import AnswerSelector
-
-    meta_path = args.model_dir / "selector.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta.update({"name": args.name, "max_tokens": MAX_TOKENS, "threshold": 0.5})
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    engine = Engine.open(args.index_dir, make_embedder("onnx"),
-                         selector=AnswerSelector(args.model_dir))
-    questions = load_questions(args.questions, engine.index.documents)
-    scores = [(engine.evidence_score(q.question), q.answerable) for q in questions]
-    answerable = sorted(s for s, a in scores if a)
-    unanswerable = [s for s, a in scores if not a]
-    allowed = int(math.floor(args.max_false_abstention * len(answerable)))
-    threshold = answerable[allowed] if answerable else 0.5  # abstain below it
-    abstain = sum(s < threshold for s in unanswerable) / max(1, len(unanswerable))
-    false = sum(s < threshold for s in answerable) / max(1, len(answerable))
-    meta.update({"threshold": round(float(threshold), 6), "threshold_chosen_on": {
-        "questions": str(args.questions), "answerable": len(answerable),
-        "unanswerable": len(unanswerable), "abstention_recall": round(abstain, 3),
-        "false_abstention_rate": round(false, 3),
-        "max_false_abstention": args.max_false_abstention}})
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
-    print(json.dumps(meta["threshold_chosen_on"] | {"threshold": meta["threshold"]}))
 
 
 def main() -> None:
@@ -284,15 +259,9 @@ def main() -> None:
     p.add_argument("out", type=Path)
     p.add_argument("model_dir", type=Path)
     p.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    p.add_argument("--name", default="citeqa-selector-minilm-l6-squad2")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(run=export)
-    p = sub.add_parser("threshold")
-    p.add_argument("model_dir", type=Path)
-    p.add_argument("index_dir", type=Path)
-    p.add_argument("questions", type=Path)
-    p.add_argument("--name", default="citeqa-selector-minilm-l6-squad2")
-    p.add_argument("--max-false-abstention", type=float, default=0.04)
-    p.set_defaults(run=choose_threshold)
     args = parser.parse_args()
     args.run(args)
 

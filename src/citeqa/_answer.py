@@ -73,10 +73,13 @@ class SummaryParams:
     #: the learned stage (``AnswerSelector``), when the answerer has one: it reads the
     #: question beside this many of the best candidate sentences (by the scores above)
     #: and chooses among them by its probability that a sentence answers the question
-    selector_candidates: int = 8
-    #: a further sentence is kept when its probability is at least this share of the
+    selector_candidates: int = 6
+    #: added to the learned probability for the first-stage rank (times 1 for the
+    #: first candidate, falling evenly): the two stages see different evidence
+    selector_rank_weight: float = 0.2
+    #: a further sentence is kept when its learned score is at least this share of the
     #: best one's (and the words fit in ``max_words``)
-    selector_keep_ratio: float = 0.9
+    selector_keep_ratio: float = 0.5
 
 
 _NUMBER = re.compile(r"\d")
@@ -875,26 +878,23 @@ class Answerer:
                 # matched the dateline "WOLA: Advocacy for Human Rights ..." best
                 docs = list(dict.fromkeys(c.doc_id for c in citations))
                 _rank_last(scores, np.isin(rows, self._structure.front_rows(docs)))
-            names = min(self._missing_names(asked), 2)
+            spans: dict[int, tuple[int, int]] = {}
             if self.selector is not None and label != FRONT_MATTER:
                 scores, spans = self._learned(asked, rows, scores, named)
-                citations, cite_of = self._rerank(citations, hits, rows, scores)
-                chosen = self._select_learned(rows, scores)
-                evidence = float(scores[chosen[0]]) - p.missing_name_penalty * names
-                if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
-                    evidence -= p.missing_type_penalty
-                short = spans.get(chosen[0])
-                return citations, rows, scores, cite_of, chosen, evidence, short
             citations, cite_of = self._rerank(citations, hits, rows, scores)
             # names as asked: "the Reuters article" is not in the corpus either, and a
             # bare topic ("Nicaragua", from "Does it mention ...") opens with its name
+            names = min(self._missing_names(asked), 2)
             evidence = float(cosines.max()) - p.missing_name_penalty * names
             if label == FRONT_MATTER:
                 chosen = [i for i in np.argsort(-scores, kind="stable") if rows[i] in named]
+            elif self.selector is not None:
+                chosen = self._select_learned(rows, scores)
             else:
                 chosen = self._select(rows, scores)
             if p.missing_type_penalty and not self._answers_type(question, rows[chosen]):
                 evidence -= p.missing_type_penalty
+            return citations, rows, scores, cite_of, chosen, evidence, spans.get(chosen[0])
         return citations, rows, scores, cite_of, chosen, evidence, None
 
     def _learned(
@@ -904,9 +904,11 @@ class Answerer:
         it read (by index into ``rows``).
 
         It reads the ``selector_candidates`` best sentences by the first-stage
-        ``scores``; each then scores its probability of answering (plus the structure
-        bonus for a sentence the question names by the document's structure, "the
-        second recommendation"). The others keep their order below all of them."""
+        ``scores``; each then scores its probability of answering, plus
+        ``selector_rank_weight`` for its first-stage rank (1 for the first, falling
+        evenly) and the structure bonus for a sentence the question names by the
+        document's structure ("the second recommendation"). The others keep their
+        order below all of them."""
         assert self.selector is not None
         p = self.params
         order = np.argsort(-scores, kind="stable")
@@ -922,8 +924,9 @@ class Answerer:
         # below any probability, in first-stage order
         learned[order] = -1.0 - np.arange(len(order), dtype=np.float32) / max(1, len(order))
         spans: dict[int, tuple[int, int]] = {}
-        for i, selection in zip(top.tolist(), selections, strict=True):
-            learned[i] = selection.probability
+        prior = 1.0 - np.arange(len(top), dtype=np.float32) / max(1, len(top))
+        for i, selection, rank_prior in zip(top.tolist(), selections, prior, strict=True):
+            learned[i] = selection.probability + p.selector_rank_weight * rank_prior
             if int(rows[i]) in named:
                 learned[i] += p.structure_weight
             if selection.span is not None:

@@ -72,21 +72,6 @@ def validate_query(question: str, top_k: int, mode: str) -> str:
     return question.strip()
 
 
-def default_summary(selector: AnswerSelector | None) -> SummaryParams:
-    """The answer parameters, with the abstention threshold of the evidence in use: the
-    learned stage's probability, or the first stage's cosine."""
-    if selector is None:
-        return SummaryParams()
-    return dataclasses.replace(SummaryParams(), abstain_threshold=selector.threshold)
-
-
-def scorer_name(index: IndexData, selector: AnswerSelector | None) -> str | None:
-    model = index.model.get("name")
-    if selector is None or model is None:
-        return model
-    return f"{model}+{selector.name}"
-
-
 def read_calibration(index_dir: Path, model_name: str | None = None) -> float | None:
     """The threshold ``citeqa eval --calibrate`` stored, or None. One chosen for another
     model than ``model_name`` is ignored: cosines of two models do not share a scale."""
@@ -227,7 +212,7 @@ class Engine:
     ) -> None:
         self.embedder = embedder
         self.selector = selector
-        self.summary = summary or default_summary(selector)
+        self.summary = summary or SummaryParams()
         self.index_dir = Path(index_dir) if index_dir is not None else None
         self._answerer = Answerer(index, self.summary, selector)
         single_threaded_search()
@@ -256,15 +241,8 @@ class Engine:
             selector = bundled_selector()
         chosen = selector or None
         index = load_index(index_dir, model=model_info(embedder))
-        summary = with_calibration(
-            summary or default_summary(chosen), index_dir, scorer_name(index, chosen)
-        )
+        summary = with_calibration(summary or SummaryParams(), index_dir, index.model.get("name"))
         return cls(index, embedder, summary=summary, index_dir=index_dir, selector=chosen)
-
-    @property
-    def scorer_name(self) -> str:
-        """What the abstention evidence comes from; a stored threshold applies to it only."""
-        return scorer_name(self.index, self.selector)
 
     @property
     def index(self) -> IndexData:
@@ -436,7 +414,7 @@ class Engine:
                 index = fresh
         summary = self.summary
         if not writing and stamp is not None:
-            summary = with_calibration(summary, self.index_dir, scorer_name(index, self.selector))
+            summary = with_calibration(summary, self.index_dir, index.model.get("name"))
         if index is self.index and summary is self.summary:
             return False
         self.summary = summary

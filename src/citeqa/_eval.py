@@ -834,7 +834,7 @@ def cli_main(args: Any, settings: Any) -> int:
             questions=str(args.questions),
             n=len(questions),
             balanced_accuracy=calibration.balanced_accuracy,
-            model=engine.scorer_name,
+            model=engine.index.model.get("name"),
             mode=calibration.mode,
             top_k=args.top_k,
             index_version=engine.version,

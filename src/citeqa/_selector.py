@@ -65,8 +65,6 @@ class AnswerSelector:
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.name = str(self.meta.get("name", folder.name))
         self.max_tokens = int(self.meta.get("max_tokens", 128))
-        #: below this probability for its best candidate, an answer abstains
-        self.threshold = float(self.meta["threshold"])
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(self.max_tokens, strategy="only_second")
         self._tokenizer.enable_padding(pad_id=0)

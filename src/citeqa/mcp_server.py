@@ -143,5 +143,7 @@ def run(settings: Settings) -> None:
     read_manifest(settings.index_dir)  # no index: say so before loading the model
     # stdout is the protocol channel: anything a library prints while loading goes to stderr
     with contextlib.redirect_stdout(sys.stderr):
-        engine = Engine.open(settings.index_dir, settings.make_embedder())
+        engine = Engine.open(
+            settings.index_dir, settings.make_embedder(), selector=settings.make_selector() or False
+        )
     build_server(engine, reload_interval_s=settings.reload_interval_s).run("stdio")

@@ -27,7 +27,8 @@ def test_ask_returns_the_engine_answer_verbatim(
     body = response.json()
     assert body == engine.ask(SEED_QUESTION, top_k=5, mode="hybrid").to_dict()
     assert set(body) == {
-        "question", "answer", "abstained", "index_version", "sentences", "citations"
+        "question", "answer", "abstained", "index_version", "sentences", "citations",
+        "short_answer",
     }
     assert not body["abstained"]
     assert body["sentences"][0]["text"] == SEED_ANSWER
