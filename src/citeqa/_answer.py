@@ -78,8 +78,9 @@ class SummaryParams:
     #: first candidate, falling evenly): the two stages see different evidence
     selector_rank_weight: float = 0.2
     #: a further sentence is kept when its learned score is at least this share of the
-    #: best one's (and the words fit in ``max_words``)
+    #: best one's and the words fit in ``selector_max_words``
     selector_keep_ratio: float = 0.5
+    selector_max_words: int = 55
 
 
 _NUMBER = re.compile(r"\d")
@@ -934,8 +935,8 @@ class Answerer:
         return learned, spans
 
     def _select_learned(self, rows: np.ndarray, scores: np.ndarray) -> list[int]:
-        """The best sentence, then the next best ones while their probability stays
-        near the best's and the words fit in ``max_words``."""
+        """The best sentence, then the next best ones while their score stays near the
+        best's and the words fit in ``selector_max_words``."""
         p = self.params
         order = [int(i) for i in np.argsort(-scores, kind="stable")]
         chosen = [order[0]]
@@ -944,7 +945,7 @@ class Answerer:
             if scores[i] < p.selector_keep_ratio * scores[order[0]]:
                 break
             n_words = len(self.sentence_text(int(rows[i])).split())
-            if words + n_words > p.max_words:
+            if words + n_words > p.selector_max_words:
                 break
             chosen.append(i)
             words += n_words
