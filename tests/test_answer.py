@@ -183,11 +183,13 @@ def test_citations_are_ordered_by_their_best_sentence(engine: Engine) -> None:
         assert best.score == answer.citations[0].score
 
 
-def test_seat_of_government_counts_as_its_country(engine: Engine) -> None:
+def test_a_place_the_corpus_never_names_is_missing(engine: Engine) -> None:
+    # no table of capitals standing for their countries (it changed no SQuAD question's
+    # count: docs/learned-stage.md): a place is judged by its own words
     answerer = engine._answerer
-    assert answerer._missing_names("What did Washington promise the region?") == 0  # "U.S."
-    assert answerer._missing_names("What did Havana promise the region?") == 1  # no Cuba
+    assert answerer._missing_names("What did Havana promise the region?") == 1
     assert answerer._missing_names("What did Narnia promise the region?") == 1
+    assert answerer._missing_names("What did Mexico promise the region?") == 0
 
 
 def test_a_longer_form_of_a_known_word_is_no_missing_name(engine: Engine) -> None:
@@ -225,8 +227,6 @@ def test_a_name_whose_words_the_corpus_never_puts_together_is_missing(engine: En
     assert answerer._missing_names("What did Vice President Harris say?") == 0
     assert answerer._missing_names("What is the Minors Program for Central Americans?") == 0
     assert answerer._missing_names("Who leads the Alpha Task Force?") == 0
-    # a capital the commentary never names stands for its country, which it does
-    assert answerer._missing_names("What does Mexico City want to expand?") == 0
     assert answerer._missing_names("What does Buenos Aires want to expand?") == 2  # 2 words
 
 

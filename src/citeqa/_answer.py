@@ -96,38 +96,6 @@ _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+(?:\s+[A-Z][a-zA-Z]+)+|\b[A-
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]*")
 
 
-#: Seats of government that stand for their country ("Washington announced ..."):
-#: such a name is known when the corpus names the country.
-_METONYMS = {
-    "Washington": ("U.S.", "United States", "America"),
-    "Mexico City": ("Mexico",),
-    "Guatemala City": ("Guatemala",),
-    "Panama City": ("Panama",),
-    "Ottawa": ("Canada",),
-    "Tegucigalpa": ("Honduras",),
-    "San Salvador": ("El Salvador",),
-    "Managua": ("Nicaragua",),
-    "San José": ("Costa Rica",),
-    "Havana": ("Cuba",),
-    "Caracas": ("Venezuela",),
-    "Bogotá": ("Colombia",),
-    "Bogota": ("Colombia",),
-    "Quito": ("Ecuador",),
-    "Lima": ("Peru",),
-    "Brasília": ("Brazil",),
-    "Brasilia": ("Brazil",),
-    "Buenos Aires": ("Argentina",),
-    "Santiago": ("Chile",),
-    "London": ("United Kingdom", "Britain"),
-    "Brussels": ("European Union", "EU"),
-    "Beijing": ("China",),
-    "Moscow": ("Russia",),
-    "Tokyo": ("Japan",),
-    "Madrid": ("Spain",),
-    "Paris": ("France",),
-    "Berlin": ("Germany",),
-}
-
 _NUMBER_WORDS = frozenset(
     "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty "
     "forty fifty hundred hundreds thousand thousands million millions billion billions "
@@ -518,22 +486,6 @@ def _name_runs(question: str) -> list[tuple[str, ...]]:
     return runs
 
 
-@lru_cache(maxsize=1)
-def _metonym_places() -> frozenset[tuple[str, ...]]:
-    """The terms of each place in ``_METONYMS``."""
-    return frozenset(tuple(terms(place)) for place in _METONYMS)
-
-
-@lru_cache(maxsize=1)
-def _metonym_terms() -> dict[str, tuple[tuple[str, ...], ...]]:
-    """``_METONYMS`` as terms: each term of a place name → the terms of its countries."""
-    out: dict[str, tuple[tuple[str, ...], ...]] = {}
-    for place, countries in _METONYMS.items():
-        for term in terms(place):
-            out[term] = out.get(term, ()) + tuple(tuple(terms(c)) for c in countries)
-    return out
-
-
 def _rank_last(scores: np.ndarray, last: np.ndarray) -> None:
     """Lower the scores of the ``last`` rows below every other's, in place, keeping
     their order among themselves."""
@@ -774,13 +726,10 @@ class Answerer:
         cooperation and agreements.
         """
         unknown_words = sum(
-            1 for t in _proper_terms(question) - _CALENDAR_TERMS if not self._known_name(t)
+            1 for t in _proper_terms(question) - _CALENDAR_TERMS if not self._known(t)
         )
-        places = _metonym_places()  # "Mexico City": judged word by word, as its country
         return unknown_words + sum(
-            1
-            for run in _name_runs(question)
-            if run not in places and not self._mentioned_together(run)
+            1 for run in _name_runs(question) if not self._mentioned_together(run)
         )
 
     def _mentioned_together(self, run: tuple[str, ...]) -> bool:
@@ -808,13 +757,6 @@ class Answerer:
                 ):
                     return True
         return False
-
-    def _known_name(self, term: str) -> bool:
-        if self._known(term):
-            return True
-        return any(
-            all(self._known(t) for t in country) for country in _metonym_terms().get(term, ())
-        )
 
     def _evaluate(
         self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
