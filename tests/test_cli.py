@@ -122,7 +122,7 @@ def _corpus(tmp_path: Path, kind: str) -> str:
         return str(root / "latin1.txt")
     if kind == "empty-folder":
         (root / "empty").mkdir()
-        (root / "empty" / "notes.pdf").write_bytes(b"%PDF")
+        (root / "empty" / "notes.odt").write_bytes(b"PK\x03\x04")
         return str(root / "empty")
     if kind == "empty-file":
         (root / "blank.md").write_text("  \n\n")
@@ -137,7 +137,7 @@ def _corpus(tmp_path: Path, kind: str) -> str:
     "kind, message",
     [
         ("latin1", "latin1.txt is not UTF-8 text (invalid byte at offset 3)"),
-        ("empty-folder", "holds no .txt or .md documents"),
+        ("empty-folder", "holds no documents (.txt, .md, .pdf, .html"),
         ("empty-file", "blank.md is empty"),
         ("nul", "contains NUL bytes"),
         ("missing", "missing does not exist"),
@@ -295,18 +295,18 @@ def test_index_notes_the_files_it_skips_in_a_folder(work: Path, tmp_path: Path) 
         return [line for line in result.stderr.splitlines() if "citeqa: note:" in line]
 
     assert notes() == []  # nothing skipped, nothing said
-    for name in (".c.txt", ".hidden/b.txt", "d.html", "e.rst", "f.markdown", "g\x1b[31m.pdf"):
+    for name in (".c.txt", ".hidden/b.txt", "d.odt", "e.rst", "f.markdown", "g\x1b[31m.rtf"):
         (corpus / name).parent.mkdir(exist_ok=True)
         (corpus / name).write_text("Skipped text.\n")
     assert notes() == [
-        "citeqa: note: skipped 6 files that are not .txt/.md or are hidden: "
-        f"{corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.html, {corpus}/e.rst, "
+        "citeqa: note: skipped 6 files that are not .txt/.md/.pdf/.html/.htm/.xhtml/.docx or "
+        f"are hidden: {corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.odt, {corpus}/e.rst, "
         f"{corpus}/f.markdown, …"
     ]
-    (corpus / "d.html").unlink()
+    (corpus / "d.odt").unlink()
     [note] = notes()
     assert note.startswith("citeqa: note: skipped 5 files")
-    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.pdf")  # escaped
+    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.rtf")  # escaped
 
 
 def test_a_model_folder_of_ones_own_is_checked_by_loading_it(

@@ -191,9 +191,9 @@ def test_nul_bytes(tmp_path: Path) -> None:
 
 
 def test_folder_without_documents(tmp_path: Path) -> None:
-    write(tmp_path / "notes.pdf", b"%PDF")
+    write(tmp_path / "notes.odt", b"PK\x03\x04")
     write(tmp_path / ".hidden.txt", "Hidden.")
-    message = f"{tmp_path} holds no .txt or .md documents"
+    message = f"{tmp_path} holds no documents (.txt, .md, .pdf, .html, .htm, .xhtml, .docx)"
     with pytest.raises(DocumentError, match=re.escape(message)):
         load_documents([tmp_path])
 
@@ -204,8 +204,8 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_wrong_suffix_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "doc.pdf", "Text.")
-    with pytest.raises(DocumentError, match=r"is not a \.txt or \.md file"):
+    path = write(tmp_path / "doc.odt", "Text.")
+    with pytest.raises(DocumentError, match=r"is not a file type citeqa reads \(\.txt, \.md, "):
         load_documents([path])
 
 
