@@ -165,7 +165,8 @@ _PAGE_NUMBER = re.compile(
     r"(?:\s*(?:/|of)\s*\d{1,5})?\s*",
     re.I,
 )
-_BULLET_START = re.compile(r"\s*(?:[•·▪◦‣*\-–—]|\d{1,3}[.)]|[a-z][.)])\s", re.I)
+_BULLET_START = re.compile(r"\s*[•·▪◦‣*\-–—]\s")
+_NUMBERED_START = re.compile(r"\s*(?:\d{1,3}[.)]|[a-z][.)]|\(\d{1,3}\))\s", re.I)
 _SENTENCE_END = re.compile(r"[.!?:;…][\"'”’)\]]*$")
 #: control characters but pdfium's \x02 (a hyphen it put at a line end)
 _CONTROL = re.compile(r"[\x00\x01\x03-\x08\x0b-\x1f\x7f]")
@@ -183,38 +184,39 @@ class _Line:
 
 
 def _page_lines(page: Any) -> list[_Line]:
-    """The page's text lines, top to bottom, from pdfium's text rectangles."""
+    """The page's text lines in PDFium's reading order, each with its bounding box."""
     textpage = page.get_textpage()
     try:
-        pieces: list[_Line] = []
-        for i in range(textpage.count_rects()):
-            left, bottom, right, top = textpage.get_rect(i)
-            text = textpage.get_text_bounded(left, bottom, right, top)
-            text = _CONTROL.sub("", text.replace("\r", "").replace("\n", " "))
-            if text.strip():
-                pieces.append(_Line(text, left, right, top, bottom))
+        full = textpage.get_text_range()
+        n_chars = textpage.count_chars()
+        lines: list[_Line] = []
+        pos = 0
+        for raw in full.split("\n"):
+            stripped = raw.rstrip()
+            first, last = pos, pos + len(stripped) - 1  # the last visible character
+            pos += len(raw) + 1
+            text = " ".join(_CONTROL.sub("", raw.replace("\r", "")).split(" ")).strip(" ")
+            if not text.strip():
+                continue
+            boxes = []
+            for index in (first, first + len(stripped) // 2, last):
+                if 0 <= index < n_chars and not raw[index - first].isspace():
+                    # loose: the font's ascent and descent, the same for every glyph
+                    boxes.append(textpage.get_charbox(index, loose=True))
+            if not boxes:
+                continue
+            lines.append(
+                _Line(
+                    text,
+                    left=min(b[0] for b in boxes),  # a char box: left, bottom, right, top
+                    right=max(b[2] for b in boxes),
+                    bottom=min(b[1] for b in boxes),
+                    top=max(b[3] for b in boxes),
+                )
+            )
     finally:
         textpage.close()
-    # Rectangles of one line share their vertical middle; merge them left to right.
-    lines: list[_Line] = []
-    for piece in pieces:
-        middle = (piece.top + piece.bottom) / 2
-        for line in reversed(lines[-3:]):
-            if line.bottom <= middle <= line.top:
-                if piece.left >= line.right:
-                    line.text = line.text.rstrip() + " " + piece.text.lstrip()
-                    line.right = piece.right
-                else:
-                    line.text = piece.text.rstrip() + " " + line.text.lstrip()
-                    line.left = piece.left
-                line.top, line.bottom = max(line.top, piece.top), min(line.bottom, piece.bottom)
-                break
-        else:
-            lines.append(piece)
-    lines.sort(key=lambda ln: (-round(ln.top, 1), ln.left))
-    for line in lines:
-        line.text = " ".join(line.text.split(" ")).strip(" ")
-    return [ln for ln in lines if ln.text.strip()]
+    return lines
 
 
 def _edge_key(text: str) -> str:
@@ -228,9 +230,13 @@ def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
     for lines in pages:
         edge = {_edge_key(ln.text) for ln in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
         counts.update(edge)
-    # repeated on at least half the pages (and on two at least)
-    threshold = max(2, (len(pages) + 1) // 2)
-    running = {key for key, n in counts.items() if n >= threshold}
+    # repeated on three pages, or on two when it holds a number at either end (a
+    # chapter's running header and its page number), or on two of a short document
+    running = {
+        key
+        for key, n in counts.items()
+        if n >= 3 or (n >= 2 and (len(pages) <= 4 or key.startswith("#") or key.endswith("#")))
+    }
     cleaned = []
     for lines in pages:
         n = len(lines)
@@ -246,50 +252,90 @@ def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
     return cleaned
 
 
-def _paragraphs(lines: list[_Line]) -> list[str]:
-    """The page's lines joined into paragraphs.
+def _paragraphs(lines: list[_Line]) -> tuple[list[str], bool]:
+    """The page's lines joined into paragraphs, and whether its last line is full
+    (then a sentence may go on at the top of the next page).
 
     A paragraph ends where the gap to the next line is wider than the usual line
-    spacing, where a line stops well short of the right margin after closing
-    punctuation, or before a bullet."""
+    spacing, before a bullet, and where the next line's first word would have fit at
+    the end of the line (so the line was not full: a typesetter wraps greedily)."""
     if not lines:
-        return []
+        return [], False
     heights = sorted(ln.top - ln.bottom for ln in lines)
     height = max(heights[len(heights) // 2], 1.0)
     gaps = sorted(
         a.bottom - b.top for a, b in zip(lines, lines[1:], strict=False) if a.bottom > b.top
     )
-    usual_gap = gaps[len(gaps) // 2] if gaps else height * 0.3
+    # the gap between lines of a paragraph: the lower quartile (most of a page's lines
+    # may be one-line paragraphs), and never more than a third of a line
+    usual_gap = min(gaps[len(gaps) // 4] if gaps else 0.0, 0.3 * height)
     right_margin = max(ln.right for ln in lines)
     paragraphs: list[list[str]] = [[lines[0].text]]
     for prev, line in zip(lines, lines[1:], strict=False):
         gap = prev.bottom - line.top
-        short = prev.right < right_margin - 4 * height
+        char_width = (prev.right - prev.left) / max(len(prev.text), 1)
+        first_word = len(line.text.split(" ", 1)[0]) + 1
+        room = right_margin - prev.right
+        ends = bool(_SENTENCE_END.search(prev.text))
         new = (
             gap > usual_gap + 0.5 * height
-            or (short and bool(_SENTENCE_END.search(prev.text)))
             or bool(_BULLET_START.match(line.text))
-            or short and len(prev.text.split()) <= 12 and not _SENTENCE_END.search(prev.text)
+            or (ends and bool(_NUMBERED_START.match(line.text)))  # not "June 7 and / 8. The"
+            or room > first_word * char_width * (1.0 if ends else 1.6)
         )
         if new:
             paragraphs.append([line.text])
         else:
             paragraphs[-1].append(line.text)
-    return [_join_lines(p) for p in paragraphs]
+    last = lines[-1]
+    full = right_margin - last.right < 0.1 * (right_margin - min(ln.left for ln in lines))
+    return [_join_lines(p) for p in paragraphs], full
+
+
+#: PDFium's marks of a hyphen at a line end (\x02, U+FFFE), and ours (U+FFFE)
+_HYPHEN_MARK = "\ufffe"
+_BROKEN_WORD = re.compile(r"(\w+)[\x02\ufffe](\w+)")
 
 
 def _join_lines(lines: list[str]) -> str:
+    """A paragraph's lines, joined by spaces; a word hyphenated at a line end is joined
+    with a mark that :func:`_resolve_hyphens` decides on."""
     out = ""
     for line in lines:
         if not out:
             out = line
-        elif out.endswith("\x02"):  # pdfium's mark of a hyphen it put at a line end
-            out = out[:-1] + line
-        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[:1].islower():
-            out = out[:-1] + line  # "manage-" / "ment": a word broken across lines
+        elif out.endswith(("\x02", _HYPHEN_MARK)):
+            out = out[:-1] + _HYPHEN_MARK + line
+        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() and line[:1].isalpha():
+            out = out[:-1] + _HYPHEN_MARK + line  # "manage-" / "ment", or "anti-" / "graft"
         else:
             out = out + " " + line
-    return out.replace("\x02", "-")
+    return out
+
+
+def _resolve_hyphens(text: str, lowered: str) -> str:
+    """Each word hyphenated at a line end, joined: "man-agement" becomes "management",
+    unless the document spells it with the hyphen elsewhere ("anti-corruption") and
+    never without, or, spelled neither way elsewhere, the second part opens with a
+    capital or a digit ("Mexico-Guatemala"). A mark between other characters becomes
+    a hyphen. ``lowered``: the whole document, lower-cased."""
+    if "\x02" not in text and _HYPHEN_MARK not in text:
+        return text
+
+    def join(match: re.Match[str]) -> str:
+        a, b = match.group(1), match.group(2)
+        hyphenated = f"{a}-{b}".lower()
+        joined = f"{a}{b}".lower()
+        if hyphenated in lowered and joined not in lowered:
+            return f"{a}-{b}"
+        if joined in lowered and hyphenated not in lowered:
+            return a + b
+        if b[:1].isupper() or b[:1].isdigit() or a[-1:].isdigit():
+            return f"{a}-{b}"
+        return a + b
+
+    text = _BROKEN_WORD.sub(join, text)
+    return text.replace("\x02", "-").replace(_HYPHEN_MARK, "-")
 
 
 def convert_pdf(data: bytes, where: str, limits: ConversionLimits) -> Converted:
@@ -335,22 +381,29 @@ def convert_pdf(data: bytes, where: str, limits: ConversionLimits) -> Converted:
             f"{where} has no text layer (a scan?); OCR is not supported: run it through OCR "
             "software first"
         )
-    text, page_starts = _assemble_pages([_paragraphs(p) for p in _drop_running_lines(pages)])
+    laid_out = [_paragraphs(p) for p in _drop_running_lines(pages)]
+    everything = "\n".join(par for paragraphs, _ in laid_out for par in paragraphs).lower()
+    text, page_starts = _assemble_pages(
+        [([_resolve_hyphens(p, everything) for p in paras], full) for paras, full in laid_out]
+    )
     if not text.strip():
         raise DocumentError(f"{where} has no text besides page headers and footers")
     title = " ".join(str(metadata.get("Title", "")).split()) or None
     return Converted(text=text, title=title, format="pdf", page_starts=page_starts)
 
 
-def _assemble_pages(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
-    """One text from the pages' paragraphs; a paragraph a page break cuts is rejoined."""
+def _assemble_pages(pages: list[tuple[list[str], bool]]) -> tuple[str, tuple[int, ...]]:
+    """One text from the pages' paragraphs; a paragraph a page break cuts (its page's
+    last line is full and ends no sentence, or the next page opens in lower case) is
+    rejoined."""
     parts: list[str] = []
     length = 0
     starts: list[int] = []
-    for paragraphs in pages:
+    full = False
+    for paragraphs, next_full in pages:
         if parts and paragraphs:
             prev = parts[-1]
-            continues = not _SENTENCE_END.search(prev) and paragraphs[0][:1].islower()
+            continues = (full and not _SENTENCE_END.search(prev)) or paragraphs[0][:1].islower()
             sep = " " if continues else "\n\n"
             parts.append(sep)
             length += len(sep)
@@ -361,6 +414,8 @@ def _assemble_pages(pages: list[list[str]]) -> tuple[str, tuple[int, ...]]:
                 length += 2
             parts.append(paragraph)
             length += len(paragraph)
+        if paragraphs:
+            full = next_full
     return "".join(parts) + "\n", tuple(starts)
 
 
