@@ -220,36 +220,73 @@ def _page_lines(page: Any) -> list[_Line]:
 
 
 def _edge_key(text: str) -> str:
-    """A running header or footer with its page number and date masked."""
-    return re.sub(r"\d+", "#", " ".join(text.split()).lower())
+    return " ".join(text.split()).lower()
 
 
 def _drop_running_lines(pages: list[list[_Line]]) -> list[list[_Line]]:
-    """Pages without running headers, footers and bare page numbers."""
-    counts: Counter[str] = Counter()
-    for lines in pages:
-        edge = {_edge_key(ln.text) for ln in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
-        counts.update(edge)
-    # repeated on three pages, or on two when it holds a number at either end (a
-    # chapter's running header and its page number), or on two of a short document
-    running = {
-        key
-        for key, n in counts.items()
-        if n >= 3 or (n >= 2 and (len(pages) <= 4 or key.startswith("#") or key.endswith("#")))
-    }
+    """Pages without running headers, footers and bare page numbers.
+
+    A line near the top or bottom of a page is a running one when the same line
+    stands there on other pages (three, or two of a short document), or when it
+    differs only in numbers and one of its numbers goes up with the page (a page
+    number: "Chapter 2: Syntax 7", "file:///report.html 3/12"), and it is set apart
+    from the text by more than a line's spacing. A table whose rows differ only in
+    their numbers is not one, nor is a line of the text that happens to repeat.
+    Bare page numbers at either end go too."""
+    same: Counter[str] = Counter()
+    # masked line -> [(page index, its numbers)]
+    numbered: dict[str, list[tuple[int, set[int]]]] = {}
+    for index, lines in enumerate(pages):
+        keys = {_edge_key(ln.text) for ln in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
+        same.update(keys)
+        for key in keys:
+            numbers = {int(n) for n in re.findall(r"\d{1,6}", key)}
+            if numbers:
+                numbered.setdefault(re.sub(r"\d+", "#", key), []).append((index, numbers))
+    least = 2 if len(pages) <= 4 else 3
+    running = {key for key, n in same.items() if n >= least}
+    paged = set()
+    for masked, seen in numbered.items():
+        if len(seen) < 2:
+            continue
+        offsets = set.intersection(*({n - i for n in numbers} for i, numbers in seen))
+        if offsets:
+            paged.add(masked)
+
+    def is_running(text: str) -> bool:
+        key = _edge_key(text)
+        return key in running or re.sub(r"\d+", "#", key) in paged
+
     cleaned = []
     for lines in pages:
         n = len(lines)
-        keep = []
-        for i, line in enumerate(lines):
-            at_edge = i < _EDGE_LINES or i >= n - _EDGE_LINES
-            if at_edge and (
-                _edge_key(line.text) in running or _PAGE_NUMBER.fullmatch(line.text)
-            ):
-                continue
-            keep.append(line)
-        cleaned.append(keep)
+        drop: set[int] = set()
+        # from each end inwards, while the lines are page furniture
+        for order, top in ((range(min(_EDGE_LINES, n)), True),
+                           (range(n - 1, max(n - 1 - _EDGE_LINES, -1), -1), False)):
+            for i in order:
+                line = lines[i]
+                if not (
+                    _PAGE_NUMBER.fullmatch(line.text)
+                    or (_set_apart(lines, i, top=top) and is_running(line.text))
+                ):
+                    break
+                drop.add(i)
+        cleaned.append([line for i, line in enumerate(lines) if i not in drop])
     return cleaned
+
+
+def _set_apart(lines: list[_Line], i: int, *, top: bool) -> bool:
+    """Whether a line near the top (bottom) of the page has more than a line's spacing
+    below (above) it, or no text there at all."""
+    line = lines[i]
+    heights = sorted(ln.top - ln.bottom for ln in lines)
+    height = max(heights[len(heights) // 2], 1.0)
+    if top:
+        below = [ln.top for ln in lines[i + 1 :] if ln.top < line.bottom]
+        return not below or line.bottom - max(below) > 0.5 * height
+    above = [ln.bottom for ln in lines[:i] if ln.bottom > line.top]
+    return not above or min(above) - line.top > 0.5 * height
 
 
 def _paragraphs(lines: list[_Line]) -> tuple[list[str], bool]:
