@@ -415,8 +415,8 @@ def convert_pdf(data: bytes, where: str, limits: ConversionLimits) -> Converted:
         pdf.close()
     if not any(pages):
         raise DocumentError(
-            f"{where} has no text layer (a scan?); OCR is not supported: run it through OCR "
-            "software first"
+            f"{where} has no text layer; OCR is not supported (a scan? run it through OCR "
+            "software first)"
         )
     laid_out = [_paragraphs(p) for p in _drop_running_lines(pages)]
     everything = "\n".join(par for paragraphs, _ in laid_out for par in paragraphs).lower()
