@@ -460,3 +460,50 @@ def test_an_interrupt_while_a_library_loads_is_an_interrupt(
     monkeypatch.setattr(cli, "cmd_ask", broken_import)
     with pytest.raises(ImportError, match="frobnicate"):
         cli.main(["ask", "why?"])
+
+
+def test_ask_about_one_document_of_a_folder_of_pdfs(work: Path, tmp_path: Path) -> None:
+    from _formats import make_pdf
+
+    corpus = tmp_path / "reports"
+    corpus.mkdir()
+    (corpus / "otters.pdf").write_bytes(
+        make_pdf([["Otters swim in the river."], ["Otters eat fish and frogs."]], title="Otters")
+    )
+    (corpus / "herons.pdf").write_bytes(
+        make_pdf([["Herons wait in the shallows."], ["Herons eat fish and frogs."]])
+    )
+    index_dir = tmp_path / "idx"
+    built = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert built.returncode == 0, built.stderr
+    assert "indexed 2 documents" in built.stdout
+    ask = ("ask", "What do they eat?", "--index-dir", str(index_dir), "--json")
+    for doc in ("otters", "herons"):
+        out = run_cli(*ask, "--doc", doc, cwd=work, env=HASHING)
+        assert out.returncode == 0, out.stderr
+        answer = json.loads(out.stdout)
+        assert {c["doc_id"] for c in answer["citations"]} == {doc}
+        assert {c["page"] for c in answer["citations"]} <= {1, 2}
+        assert all(s["page"] == 2 for s in answer["sentences"] if "eat" in s["text"])
+    text = run_cli(*ask[:-1], "--doc", "otters", cwd=work, env=HASHING).stdout
+    assert "(otters p. " in text
+    unknown = run_cli(*ask, "--doc", "owls", cwd=work, env=HASHING)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("citeqa: error: no document with id 'owls' in the index")
+
+
+def test_index_refuses_a_folder_with_a_bad_pdf_and_writes_nothing(
+    work: Path, tmp_path: Path
+) -> None:
+    from _formats import make_scanned_pdf
+
+    corpus = _two_documents(tmp_path)
+    (corpus / "scan.pdf").write_bytes(make_scanned_pdf())
+    index_dir = tmp_path / "idx"
+    out = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"citeqa: error: {corpus / 'scan.pdf'} has no text layer; OCR is not supported "
+        "(a scan? run it through OCR software first)"
+    ]
+    assert not index_dir.exists()

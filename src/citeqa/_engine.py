@@ -327,8 +327,8 @@ class Engine:
         if unknown:
             shown = ", ".join(repr(d) for d in unknown[:5]) + (", …" if len(unknown) > 5 else "")
             raise DocumentNotFoundError(
-                f"no document with id {shown} in the index; GET /documents (or citeqa "
-                "documents) lists them"
+                f"no document with id {shown} in the index; an indexed file's id is its "
+                "path without the suffix, '/' as '.' (GET /documents lists them)"
             )
         return index.chunk_rows(doc_ids)
 
