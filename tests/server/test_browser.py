@@ -238,12 +238,13 @@ def test_ask_one_pdf_and_see_its_pages(watch: Watch, live_server: LiveServer) ->
     )
     added = httpx.post(f"{live_server.url}/documents", timeout=120,
                        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                       files={"file": ("herons.pdf", pdf)})
+                       files={"file": ("heron-census.pdf", pdf)},
+                       data={"doc_id": "heron-census-pdf"})
     assert added.status_code == 201, added.text
     page = watch.page
     page.reload()
     page.locator("#doc-summary").click()
-    page.locator('#doc-list input[value="herons"]').check()
+    page.locator('#doc-list input[value="heron-census-pdf"]').check()
     expect(page.locator("#doc-summary")).to_have_text("Documents: 1 chosen")
     answer = ask(page, "How many chicks did the June heron count find?")
     citations = answer.locator("li.citation")
@@ -253,6 +254,6 @@ def test_ask_one_pdf_and_see_its_pages(watch: Watch, live_server: LiveServer) ->
     expect(answer.locator(".citation-page").first).to_have_text(re.compile(r"p\. [12]"))
     answer.locator("button.cite-marker").first.click()
     expect(page.locator('#source-text .page-break[data-page="2"]')).to_have_count(1)
-    doc = httpx.get(f"{live_server.url}/documents/herons", timeout=30).json()
+    doc = httpx.get(f"{live_server.url}/documents/heron-census-pdf", timeout=30).json()
     assert page.locator("#source-text").text_content() == doc["text"]  # markers add no text
     assert watch.dialogs == [] and watch.problems == []
