@@ -246,3 +246,9 @@ def test_chromium_print_of_a_page_keeps_text_and_drops_header_and_footer(tmp_pat
     for paragraph in paragraphs:  # each paragraph whole, with none of the page furniture
         assert f"\n\n{paragraph}\n" in "\n\n" + converted.text
     assert "file://" not in converted.text and "Fox census" not in converted.text
+
+
+def test_a_text_about_pdf_is_not_taken_for_one() -> None:
+    text = "Notes on the format.\n\nA PDF file opens with %PDF-1.7 and a binary comment.\n"
+    doc = document_from_bytes(text.encode(), "notes.md", doc_id="notes")
+    assert doc.text == text and doc.format == "markdown"

@@ -81,7 +81,7 @@ def format_of(name: str) -> str | None:
 def sniff(data: bytes) -> str | None:
     """What the first bytes say a file is: "pdf", "zip", "ole" (legacy Office), or None."""
     head = data[:1024]
-    if b"%PDF-" in head:  # the header may follow a few bytes of junk (PDF 1.7, 7.5.2)
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"%PDF-"):
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
@@ -96,6 +96,8 @@ _SNIFFED_NAMES = {"pdf": "a PDF", "zip": "a ZIP archive", "ole": "a legacy Offic
 def check_type(data: bytes, fmt: str, where: str) -> None:
     """Refuse a file whose first bytes contradict its suffix (a PDF named .docx)."""
     found = sniff(data)
+    if fmt == "pdf" and b"%PDF-" in data[:1024]:
+        found = "pdf"  # the header may follow a few bytes of junk (PDF 1.7, 7.5.2)
     expected = {"pdf": "pdf", "docx": "zip"}.get(fmt)
     if found == expected:
         return
@@ -579,9 +581,12 @@ def convert_docx(data: bytes, where: str, limits: ConversionLimits) -> Converted
     blocks: list[str] = []
     first_heading = ""
     n_chars = 0
+    # python-docx looks a paragraph's style up among all styles each time (seconds for
+    # a long file): read the style id from the XML and name it from one table
+    style_names = {style.style_id: style.name or "" for style in document.styles}
     for item in document.iter_inner_content():
         if isinstance(item, Paragraph):
-            found = [_docx_paragraph(item)]
+            found = [_docx_paragraph(item, style_names.get(item._p.style or "", ""))]
         elif isinstance(item, Table):
             found = [
                 " | ".join(dict.fromkeys(" ".join(c.text.split()) for c in row.cells))
@@ -604,9 +609,8 @@ def convert_docx(data: bytes, where: str, limits: ConversionLimits) -> Converted
     return Converted(text=text + "\n", title=title or None, format="docx")
 
 
-def _docx_paragraph(paragraph: Any) -> str:
+def _docx_paragraph(paragraph: Any, style: str) -> str:
     text = " ".join(paragraph.text.split())
-    style = (paragraph.style.name if paragraph.style is not None else "") or ""
     if style == "Title":
         return "# " + text if text else ""
     match = re.fullmatch(r"Heading (\d)", style)

@@ -657,7 +657,7 @@ router = APIRouter()
     response_model=AnswerResponse,
     summary="Answer a question with verbatim, cited sentences",
     dependencies=[Depends(require_json)],
-    responses=_problems(400, 413, 415, 422, 503),
+    responses=_problems(400, 404, 413, 415, 422, 503),
 )
 async def ask(body: AskRequest, engine: EngineDep) -> JSONResponse:
     answer = await run_in_threadpool(
