@@ -79,9 +79,9 @@ def main() -> None:
                      rounds_of(first_stage.ask, qs, args.rounds)))
         gc.collect()
 
-    import httpx
-
     import os
+
+    import httpx
 
     for backend, selector in (("torch", "on"), ("onnx", "on"), ("onnx", "off")):
         os.environ["CITEQA_SELECTOR"] = selector  # the server reads it at start

@@ -117,10 +117,12 @@ def test_to_dict_is_plain_data(engine: Engine) -> None:
         "question", "answer", "abstained", "index_version", "sentences", "citations",
         "short_answer",
     }
-    assert set(as_dict["sentences"][0]) == {"text", "citation", "doc_id", "start", "end", "score"}
+    assert set(as_dict["sentences"][0]) == {
+        "text", "citation", "doc_id", "start", "end", "score", "page"
+    }
     assert set(as_dict["citations"][0]) == {
         "id", "chunk_id", "doc_id", "title", "section", "text", "start", "end", "score",
-        "retrievers",
+        "retrievers", "page",
     }
     assert as_dict == dataclasses.asdict(answer)  # written out by hand: no field forgotten
     assert as_dict["citations"][0]["retrievers"] is not answer.citations[0].retrievers

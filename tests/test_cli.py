@@ -122,7 +122,7 @@ def _corpus(tmp_path: Path, kind: str) -> str:
         return str(root / "latin1.txt")
     if kind == "empty-folder":
         (root / "empty").mkdir()
-        (root / "empty" / "notes.pdf").write_bytes(b"%PDF")
+        (root / "empty" / "notes.odt").write_bytes(b"PK\x03\x04")
         return str(root / "empty")
     if kind == "empty-file":
         (root / "blank.md").write_text("  \n\n")
@@ -137,7 +137,7 @@ def _corpus(tmp_path: Path, kind: str) -> str:
     "kind, message",
     [
         ("latin1", "latin1.txt is not UTF-8 text (invalid byte at offset 3)"),
-        ("empty-folder", "holds no .txt or .md documents"),
+        ("empty-folder", "holds no documents (.txt, .md, .pdf, .html"),
         ("empty-file", "blank.md is empty"),
         ("nul", "contains NUL bytes"),
         ("missing", "missing does not exist"),
@@ -298,18 +298,18 @@ def test_index_notes_the_files_it_skips_in_a_folder(work: Path, tmp_path: Path) 
         return [line for line in result.stderr.splitlines() if "citeqa: note:" in line]
 
     assert notes() == []  # nothing skipped, nothing said
-    for name in (".c.txt", ".hidden/b.txt", "d.html", "e.rst", "f.markdown", "g\x1b[31m.pdf"):
+    for name in (".c.txt", ".hidden/b.txt", "d.odt", "e.rst", "f.markdown", "g\x1b[31m.rtf"):
         (corpus / name).parent.mkdir(exist_ok=True)
         (corpus / name).write_text("Skipped text.\n")
     assert notes() == [
-        "citeqa: note: skipped 6 files that are not .txt/.md or are hidden: "
-        f"{corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.html, {corpus}/e.rst, "
+        "citeqa: note: skipped 6 files that are not .txt/.md/.pdf/.html/.htm/.xhtml/.docx or "
+        f"are hidden: {corpus}/.c.txt, {corpus}/.hidden/b.txt, {corpus}/d.odt, {corpus}/e.rst, "
         f"{corpus}/f.markdown, …"
     ]
-    (corpus / "d.html").unlink()
+    (corpus / "d.odt").unlink()
     [note] = notes()
     assert note.startswith("citeqa: note: skipped 5 files")
-    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.pdf")  # escaped
+    assert note.endswith(f"{corpus}/f.markdown, {corpus}/g\\x1b[31m.rtf")  # escaped
 
 
 def test_a_model_folder_of_ones_own_is_checked_by_loading_it(
@@ -463,3 +463,50 @@ def test_an_interrupt_while_a_library_loads_is_an_interrupt(
     monkeypatch.setattr(cli, "cmd_ask", broken_import)
     with pytest.raises(ImportError, match="frobnicate"):
         cli.main(["ask", "why?"])
+
+
+def test_ask_about_one_document_of_a_folder_of_pdfs(work: Path, tmp_path: Path) -> None:
+    from _formats import make_pdf
+
+    corpus = tmp_path / "reports"
+    corpus.mkdir()
+    (corpus / "otters.pdf").write_bytes(
+        make_pdf([["Otters swim in the river."], ["Otters eat fish and frogs."]], title="Otters")
+    )
+    (corpus / "herons.pdf").write_bytes(
+        make_pdf([["Herons wait in the shallows."], ["Herons eat fish and frogs."]])
+    )
+    index_dir = tmp_path / "idx"
+    built = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert built.returncode == 0, built.stderr
+    assert "indexed 2 documents" in built.stdout
+    ask = ("ask", "What do they eat?", "--index-dir", str(index_dir), "--json")
+    for doc in ("otters", "herons"):
+        out = run_cli(*ask, "--doc", doc, cwd=work, env=HASHING)
+        assert out.returncode == 0, out.stderr
+        answer = json.loads(out.stdout)
+        assert {c["doc_id"] for c in answer["citations"]} == {doc}
+        assert {c["page"] for c in answer["citations"]} <= {1, 2}
+        assert all(s["page"] == 2 for s in answer["sentences"] if "eat" in s["text"])
+    text = run_cli(*ask[:-1], "--doc", "otters", cwd=work, env=HASHING).stdout
+    assert "(otters p. " in text
+    unknown = run_cli(*ask, "--doc", "owls", cwd=work, env=HASHING)
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith("citeqa: error: no document with id 'owls' in the index")
+
+
+def test_index_refuses_a_folder_with_a_bad_pdf_and_writes_nothing(
+    work: Path, tmp_path: Path
+) -> None:
+    from _formats import make_scanned_pdf
+
+    corpus = _two_documents(tmp_path)
+    (corpus / "scan.pdf").write_bytes(make_scanned_pdf())
+    index_dir = tmp_path / "idx"
+    out = run_cli("index", str(corpus), "--index-dir", str(index_dir), cwd=work, env=HASHING)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        f"citeqa: error: {corpus / 'scan.pdf'} has no text layer; OCR is not supported "
+        "(a scan? run it through OCR software first)"
+    ]
+    assert not index_dir.exists()

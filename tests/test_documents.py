@@ -191,9 +191,9 @@ def test_nul_bytes(tmp_path: Path) -> None:
 
 
 def test_folder_without_documents(tmp_path: Path) -> None:
-    write(tmp_path / "notes.pdf", b"%PDF")
+    write(tmp_path / "notes.odt", b"PK\x03\x04")
     write(tmp_path / ".hidden.txt", "Hidden.")
-    message = f"{tmp_path} holds no .txt or .md documents"
+    message = f"{tmp_path} holds no documents (.txt, .md, .pdf, .html, .htm, .xhtml, .docx)"
     with pytest.raises(DocumentError, match=re.escape(message)):
         load_documents([tmp_path])
 
@@ -204,8 +204,8 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_wrong_suffix_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "doc.pdf", "Text.")
-    with pytest.raises(DocumentError, match=r"is not a \.txt or \.md file"):
+    path = write(tmp_path / "doc.odt", "Text.")
+    with pytest.raises(DocumentError, match=r"is not a file type citeqa reads \(\.txt, \.md, "):
         load_documents([path])
 
 
@@ -315,3 +315,58 @@ def test_make_document_validates() -> None:
         make_document(" \n", doc_id="x")
     with pytest.raises(DocumentError, match="document 'x' contains NUL bytes"):
         make_document("a\x00b", doc_id="x")
+
+
+# -- PDF, HTML and Word files -------------------------------------------------------------------
+
+
+def test_folder_of_mixed_formats(tmp_path: Path) -> None:
+    from _formats import make_docx, make_pdf
+
+    write(tmp_path / "notes.txt", "Plain notes about foxes.")
+    write(tmp_path / "guide.md", "# Guide\n\nFoxes hunt at night.")
+    write(tmp_path / "report.pdf", make_pdf([["Page one text."], ["Page two text."]]))
+    write(tmp_path / "page.html", "<title>Web page</title><h1>Dens</h1><p>Dens are dug.</p>")
+    make_docx(tmp_path / "field.docx")
+    docs = {d.doc_id: d for d in load_documents([tmp_path])}
+    assert {d: docs[d].format for d in docs} == {
+        "notes": "text", "guide": "markdown", "report": "pdf", "page": "html", "field": "docx",
+    }
+    assert docs["report"].page_starts == (0, docs["report"].text.index("Page two"))
+    assert docs["report"].pages == 2 and docs["page"].pages is None
+    assert docs["page"].title == "Web page" and docs["field"].title == "Field Guide to Foxes"
+    assert docs["report"].source == str(tmp_path / "report.pdf")
+
+
+def test_bad_files_in_a_folder_are_all_named_and_nothing_loads(tmp_path: Path) -> None:
+    from _formats import make_scanned_pdf
+
+    write(tmp_path / "good.txt", "Foxes.")
+    write(tmp_path / "scan.pdf", make_scanned_pdf())
+    write(tmp_path / "fake.docx", "not a zip")
+    with pytest.raises(DocumentError) as caught:
+        load_documents([tmp_path])
+    message = str(caught.value)
+    assert message.startswith("2 files cannot be read, nothing was indexed: ")
+    assert f"{tmp_path / 'fake.docx'} is named as a Word .docx file" in message
+    assert f"{tmp_path / 'scan.pdf'} has no text layer" in message
+    assert "\n" not in message  # one line for the CLI
+
+
+def test_limits_reach_the_files_of_a_folder(tmp_path: Path) -> None:
+    from _formats import make_pdf
+    from citeqa._converters import ConversionLimits
+
+    write(tmp_path / "long.pdf", make_pdf([["One."], ["Two."], ["Three."]]))
+    with pytest.raises(DocumentError, match="has 3 pages, more than the limit of 2"):
+        load_documents([tmp_path], limits=ConversionLimits(max_pdf_pages=2))
+    write(tmp_path / "big.txt", "Foxes. " * 20)
+    with pytest.raises(DocumentError, match="big.txt holds 140 characters, more than"):
+        load_documents([tmp_path / "big.txt"], limits=ConversionLimits(max_text_chars=100))
+
+
+def test_page_starts_are_checked() -> None:
+    with pytest.raises(InvalidInputError, match="page_starts"):
+        make_document("Page one. Page two.", doc_id="d", format="pdf", page_starts=(0, 99))
+    with pytest.raises(InvalidInputError, match="page_starts"):
+        make_document("Page one.", doc_id="d", format="html", page_starts=(0,))

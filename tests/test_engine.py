@@ -519,3 +519,57 @@ def test_vector_cache_is_keyed_by_text(engine: Engine) -> None:
 def test_lock_file_is_the_only_extra(hashing_index_dir: Path) -> None:
     names = sorted(os.listdir(hashing_index_dir))
     assert names == [".lock", "CURRENT", "generations"]
+
+
+# -- scoping and pages --------------------------------------------------------------------------
+
+FOXES = "Foxes hunt voles at night. " * 3 + "\n\nA fox den has many entrances."
+VOLES = "Voles are eaten by foxes and owls. Voles dig tunnels under the snow."
+
+
+def _scoped_engine() -> Engine:
+    docs = [
+        make_document(FOXES, doc_id="foxes"),
+        make_document(VOLES, doc_id="voles"),
+        make_document(
+            "Page one: foxes eat voles.\n\nPage two: owls eat voles too.\n",
+            doc_id="paged", format="pdf", page_starts=(0, 28),
+        ),
+    ]
+    embedder = HashingEmbedder()
+    data, _ = build_index(docs, embedder, ChunkingParams(max_tokens=16, overlap_sentences=0))
+    return Engine(data, embedder)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_scoped_question_cites_only_its_documents(mode: str) -> None:
+    engine = _scoped_engine()
+    everything = engine.ask("Do foxes hunt voles?", top_k=2, mode=mode)  # type: ignore[arg-type]
+    assert any(c.doc_id != "voles" for c in everything.citations)
+    scoped = engine.ask("Do foxes hunt voles?", top_k=2, mode=mode, doc_ids=["voles"])  # type: ignore[arg-type]
+    # restricted before the top-k: filtering the top 2 afterwards would leave fewer
+    assert len(engine.index.chunk_rows(["voles"])) >= 2
+    assert [c.doc_id for c in scoped.citations] == ["voles", "voles"]
+    assert all(s.doc_id == "voles" for s in scoped.sentences)
+
+
+def test_scope_to_unknown_documents_is_refused() -> None:
+    engine = _scoped_engine()
+    with pytest.raises(DocumentNotFoundError, match="no document with id 'owls'"):
+        engine.ask("Do foxes hunt voles?", doc_ids=["voles", "owls"])
+    with pytest.raises(InvalidInputError, match="non-empty list"):
+        engine.ask("Do foxes hunt voles?", doc_ids=[])
+
+
+def test_citations_and_sentences_carry_their_page() -> None:
+    engine = _scoped_engine()
+    answer = engine.ask("What do owls eat?", top_k=5, doc_ids=["paged", "voles"])
+    paged = [c for c in answer.citations if c.doc_id == "paged"]
+    assert paged
+    doc = engine.document("paged")
+    for c in answer.citations:
+        assert c.page == (doc.page_of(c.start) if c.doc_id == "paged" else None)
+    for s in answer.sentences:
+        assert s.page == (doc.page_of(s.start) if s.doc_id == "paged" else None)
+    assert 2 in {s.page for s in answer.sentences}  # "Page two: owls eat voles too."
+    assert answer.to_dict()["citations"][0]["page"] == answer.citations[0].page

@@ -150,14 +150,15 @@ def test_cli_ask_json_contract(real_index: Path, tmp_path: Path) -> None:
     for c in answer["citations"]:
         assert set(c) == {
             "id", "chunk_id", "doc_id", "title", "section", "text", "start", "end", "score",
-            "retrievers",
+            "retrievers", "page",
         }
         assert text[c["start"] : c["end"]] == c["text"]
         assert c["title"] == SEED_TITLE
         assert isinstance(c["score"], float) and isinstance(c["retrievers"], dict)
+        assert c["page"] is None  # a text document has no pages
     assert 1 <= len(answer["sentences"]) <= 3
     for s in answer["sentences"]:
-        assert set(s) == {"text", "citation", "doc_id", "start", "end", "score"}
+        assert set(s) == {"text", "citation", "doc_id", "start", "end", "score", "page"}
         assert text[s["start"] : s["end"]] == s["text"]
         assert s["citation"] in citation_ids
         assert f"{s['text']} [{s['citation']}]" in answer["answer"]

@@ -281,3 +281,31 @@ def test_other_format_version_is_a_mismatch(written: Path) -> None:
 def test_every_refusal_is_an_index_store_error() -> None:
     for cls in (IndexNotFoundError, IndexMismatchError, IndexCorruptError):
         assert issubclass(cls, IndexStoreError)
+
+
+def test_format_and_page_starts_round_trip(tmp_path: Path) -> None:
+    embedder = HashingEmbedder()
+    paged = make_document(
+        "Page one says foxes.\n\nPage two says dens.\n", doc_id="paged", format="pdf",
+        page_starts=(0, 22),
+    )
+    plain = make_document("Plain text about voles.", doc_id="plain")
+    data, _ = build_index([paged, plain], embedder)
+    write_index(tmp_path, data)
+    loaded = load_index(tmp_path, model=model_info(embedder))
+    assert loaded.documents["paged"].format == "pdf"
+    assert loaded.documents["paged"].page_starts == (0, 22)
+    assert loaded.documents["plain"].format == "text"
+    assert loaded.documents["plain"].page_starts == ()
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "generations" / data.version / "documents.jsonl").open()
+    ]
+    # a plain-text row is written as before PDF support, so older citeqa reads it too
+    assert set(next(r for r in rows if r["doc_id"] == "plain")) == {
+        "doc_id", "title", "source", "text"
+    }
+    manifest = read_manifest(tmp_path)
+    assert {d["doc_id"]: (d["format"], d["pages"]) for d in manifest["documents"]} == {
+        "paged": ("pdf", 2), "plain": ("text", None)
+    }

@@ -44,12 +44,14 @@ def mine(corpus: Path, index_dir: Path, per_question: int, seed: int) -> list[di
     out = []
     for n, q in enumerate(questions):
         vector = engine.encode_query(q["question"])
-        _, rows, scores, _, _, _ = answerer._evaluate(q["question"], vector, 5, "hybrid")
+        _, rows, scores, *_ = answerer._evaluate(q["question"], vector, 5, "hybrid")
         order = [int(rows[i]) for i in np.argsort(-scores, kind="stable")]
         gold = spans[q["id"]]["answer_spans"]
         doc = q["doc_id"]
 
-        def label(row: int) -> tuple[int, list[int] | None]:
+        def label(
+            row: int, doc: str = doc, gold: list[list[int]] = gold
+        ) -> tuple[int, list[int] | None]:
             if table.doc_ids[row] != doc:
                 return 0, None
             s, e = int(table.starts[row]), int(table.ends[row])

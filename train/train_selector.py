@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import re
 import shutil
@@ -149,7 +148,7 @@ def fit(args: argparse.Namespace) -> None:
             if r["doc_id"] not in holdout:
                 by_q[r["qid"]].append(r)
     rows = []
-    for qid, rs in by_q.items():  # positives, the best-ranked negatives, the paragraph one
+    for rs in by_q.values():  # positives, the best-ranked negatives, the paragraph one
         neg = [r for r in rs if not r["label"]]
         keep = [r for r in rs if r["label"]] + neg[: args.negatives] + neg[-1:]
         rows += list({id(r): r for r in keep}.values())
@@ -174,7 +173,9 @@ def fit(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, int(0.06 * len(plan)))
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (len(plan) - s) / (len(plan) - warmup))))
+        optimizer,
+        lambda s: min((s + 1) / warmup, max(0.0, (len(plan) - s) / (len(plan) - warmup))),
+    )
     bce = nn.BCEWithLogitsLoss()
     ce = nn.CrossEntropyLoss()
     started = time.time()
@@ -205,7 +206,8 @@ def fit(args: argparse.Namespace) -> None:
         "questions": len(by_q), "holdout": sorted(holdout), "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "negatives": args.negatives,
         "synthetic_share": args.synthetic_share, "span_weight": args.span_weight,
-        "seed": args.seed, "max_tokens": MAX_TOKENS, "minutes": round((time.time() - started) / 60, 1),
+        "seed": args.seed, "max_tokens": MAX_TOKENS,
+        "minutes": round((time.time() - started) / 60, 1),
         "sources": [str(p) for p in args.pairs]}, indent=2))
 
 

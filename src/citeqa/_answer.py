@@ -585,7 +585,11 @@ class Answerer:
     # -- retrieval -------------------------------------------------------------------------
 
     def _dense(
-        self, query_vector: np.ndarray, sims: _SentenceSims, depth: int
+        self,
+        query_vector: np.ndarray,
+        sims: _SentenceSims,
+        depth: int,
+        scope: np.ndarray | None = None,
     ) -> list[tuple[int, float]]:
         """The ``depth`` best chunks by the better of their own cosine and their best
         sentence's, best first.
@@ -594,10 +598,18 @@ class Answerer:
         passage, so the best sentence lifts the passage that holds it. Only the
         sentences of the candidate chunks are scored, so the cost does not grow
         with the corpus.
+
+        ``scope`` (chunk rows) searches only those chunks, exactly: their vectors
+        against the question's, whatever FAISS index the corpus has.
         """
-        scores, ids = self.index.dense.search(query_vector.reshape(1, -1), depth)
-        found = ids[0] >= 0
-        chunks, own = ids[0][found], scores[0][found]
+        if scope is not None:
+            own = self._chunk_vectors[scope] @ query_vector.astype(np.float32)
+            best_first = np.lexsort((scope, -own))[:depth]
+            chunks, own = scope[best_first], own[best_first]
+        else:
+            scores, ids = self.index.dense.search(query_vector.reshape(1, -1), depth)
+            found = ids[0] >= 0
+            chunks, own = ids[0][found], scores[0][found]
         if not len(chunks):
             return []
         rows = [self.index.chunk_sentence_rows[int(c)] for c in chunks]
@@ -619,9 +631,11 @@ class Answerer:
         top_k: int,
         mode: Mode,
         sims: _SentenceSims | None = None,
+        scope: np.ndarray | None = None,
     ) -> list[tuple[int, float, dict[str, int]]]:
-        """(chunk row, score, {retriever: rank}) best first, at most ``top_k``."""
-        n = len(self.index.chunks)
+        """(chunk row, score, {retriever: rank}) best first, at most ``top_k``; with
+        ``scope`` (sorted chunk rows), only among those chunks, before the top-k."""
+        n = len(self.index.chunks) if scope is None else len(scope)
         if n == 0:
             return []
         depth = min(n, max(50, top_k * 4))
@@ -630,9 +644,15 @@ class Answerer:
         if mode in ("hybrid", "dense"):
             if sims is None:
                 sims = _SentenceSims(self.index.sentences.vectors, query_vector)
-            dense = self._dense(query_vector, sims, max(depth, min(n, DENSE_CANDIDATES)))[:depth]
+            dense = self._dense(
+                query_vector, sims, max(depth, min(n, DENSE_CANDIDATES)), scope
+            )[:depth]
         if mode in ("hybrid", "lexical"):
             bm25 = self.index.lexical.scores(question)
+            if scope is not None:  # chunks outside the scope score nothing
+                masked = np.zeros_like(bm25)
+                masked[scope] = bm25[scope]
+                bm25 = masked
             top = np.flatnonzero(bm25 > 0)
             if len(top) > depth:  # a partial sort: the corpus may hold many more chunks
                 top = top[np.argpartition(-bm25[top], depth - 1)[:depth]]
@@ -759,7 +779,12 @@ class Answerer:
         return False
 
     def _evaluate(
-        self, question: str, query_vector: np.ndarray, top_k: int, mode: Mode
+        self,
+        question: str,
+        query_vector: np.ndarray,
+        top_k: int,
+        mode: Mode,
+        scope: np.ndarray | None = None,
     ) -> tuple[
         list[Citation], np.ndarray, np.ndarray, dict[int, int], list[int], float,
         tuple[int, int] | None,
@@ -771,7 +796,7 @@ class Answerer:
         index = self.index
         asked, question = spell_out_titles(question), core_question(question)  # vector: core's
         sims = _SentenceSims(index.sentences.vectors, query_vector)
-        hits = self.retrieve(question, query_vector, top_k, mode, sims)
+        hits = self.retrieve(question, query_vector, top_k, mode, sims, scope)
         named: frozenset[int] = frozenset()
         label = ""
         if mode == "hybrid":  # the whole system; dense and lexical stay what they say
@@ -1033,17 +1058,30 @@ class Answerer:
         return reranked, credited
 
     def evidence_score(
-        self, question: str, query_vector: np.ndarray, top_k: int = 5, mode: Mode = "hybrid"
+        self,
+        question: str,
+        query_vector: np.ndarray,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+        scope: np.ndarray | None = None,
     ) -> float:
         """The score compared with ``abstain_threshold``: below it, the answer abstains."""
-        return self._evaluate(question, query_vector, top_k, mode)[5]
+        return self._evaluate(question, query_vector, top_k, mode, scope)[5]
 
     def answer(
-        self, question: str, query_vector: np.ndarray, *, top_k: int = 5, mode: Mode = "hybrid"
+        self,
+        question: str,
+        query_vector: np.ndarray,
+        *,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+        scope: np.ndarray | None = None,
     ) -> Answer:
+        """``scope``: the chunk rows retrieval may choose from (``IndexData.chunk_rows``);
+        None for all."""
         index = self.index
         citations, rows, scores, cite_of, chosen, evidence, short = self._evaluate(
-            question, query_vector, top_k, mode
+            question, query_vector, top_k, mode, scope
         )
         if not len(rows) or evidence < self.params.abstain_threshold:
             return Answer(question, ABSTAIN_TEXT, True, index.version, [], citations)

@@ -1,4 +1,10 @@
-"""Loading documents from files: exact UTF-8 text, stable ids, titles."""
+"""Loading documents from files: exact UTF-8 text (or the text a PDF, HTML or Word file
+converts to, ``_converters.py``), stable ids, titles.
+
+A file that cannot be read (not UTF-8, an encrypted PDF, a scan without text, a type
+its suffix belies, a zip bomb, over a limit) fails the whole load with a message
+naming it, before anything is written: in a folder, every such file is named at
+once, so one pass fixes them all."""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ._converters import FORMATS, PAGED_FORMATS, ConversionLimits, check_type, convert, format_of
 from ._exceptions import DocumentError, InvalidInputError
 from ._segment import segment
 from ._types import Document
 
-SUFFIXES = (".txt", ".md")
+SUFFIXES = tuple(FORMATS)
 SIDECAR_SUFFIX = ".meta.json"
 DOC_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,12 +54,76 @@ def detect_title(text: str, fallback: str) -> str:
 
 
 def make_document(
-    text: str, *, doc_id: str, title: str | None = None, source: str = ""
+    text: str,
+    *,
+    doc_id: str,
+    title: str | None = None,
+    source: str = "",
+    format: str = "text",
+    page_starts: tuple[int, ...] = (),
 ) -> Document:
     validate_doc_id(doc_id)
     validate_text(text, f"document {doc_id!r}")
+    if format not in FORMATS.values():
+        raise InvalidInputError(f"unknown document format {format!r}")
+    if page_starts and (
+        format not in PAGED_FORMATS
+        or page_starts[0] != 0
+        or any(b < a for a, b in zip(page_starts, page_starts[1:], strict=False))
+        or page_starts[-1] > len(text)
+    ):
+        raise InvalidInputError(
+            f"page_starts of {doc_id!r} must start at 0 and rise within the text"
+        )
     title = (title or "").strip() or detect_title(text, doc_id)
-    return Document(doc_id=doc_id, title=title, text=text, source=source)
+    return Document(
+        doc_id=doc_id, title=title, text=text, source=source, format=format,
+        page_starts=tuple(page_starts),
+    )
+
+
+def document_from_bytes(
+    data: bytes,
+    filename: str,
+    *,
+    doc_id: str,
+    title: str | None = None,
+    source: str = "",
+    limits: ConversionLimits | None = None,
+    where: str | None = None,
+) -> Document:
+    """A document from a file's bytes, read as its name's suffix says (``FORMATS``)."""
+    where = where or filename
+    fmt = format_of(filename)
+    if fmt is None:
+        raise DocumentError(
+            f"{where} is not a file type citeqa reads ({', '.join(SUFFIXES)})"
+        )
+    if fmt in ("text", "markdown"):
+        check_type(data, fmt, where)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DocumentError(
+                f"{where} is not UTF-8 text (invalid byte at offset {exc.start}); convert it "
+                "to UTF-8"
+            ) from None
+        validate_text(text, where)
+        if len(text) > (limits or ConversionLimits()).max_text_chars:
+            raise DocumentError(
+                f"{where} holds {len(text):,} characters, more than the limit of "
+                f"{(limits or ConversionLimits()).max_text_chars:,} (CITEQA_MAX_TEXT_CHARS)"
+            )
+        return make_document(text, doc_id=doc_id, title=title, source=source, format=fmt)
+    converted = convert(data, fmt, where, limits or ConversionLimits())
+    return make_document(
+        converted.text,
+        doc_id=doc_id,
+        title=title or converted.title,
+        source=source,
+        format=converted.format,
+        page_starts=converted.page_starts,
+    )
 
 
 def _doc_id_for(path: Path, root: Path) -> str:
@@ -62,18 +133,13 @@ def _doc_id_for(path: Path, root: Path) -> str:
     return doc_id or "document"
 
 
-def read_document(path: Path, *, doc_id: str | None = None) -> Document:
+def read_document(
+    path: Path, *, doc_id: str | None = None, limits: ConversionLimits | None = None
+) -> Document:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DocumentError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(
-            f"{path} is not UTF-8 text (invalid byte at offset {exc.start}); convert it to UTF-8"
-        ) from None
-    validate_text(text, str(path))
     meta: dict[str, str] = {}
     sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
     if sidecar.is_file():
@@ -92,11 +158,14 @@ def read_document(path: Path, *, doc_id: str | None = None) -> Document:
                 validate_doc_id(meta["doc_id"])
             except InvalidInputError as exc:  # in a folder of many, say which sidecar
                 raise DocumentError(f"{sidecar}: {exc}") from None
-    return make_document(
-        text,
+    return document_from_bytes(
+        data,
+        path.name,
         doc_id=meta.get("doc_id") or doc_id or _doc_id_for(path, path.parent),
         title=meta.get("title"),
         source=str(path),
+        limits=limits,
+        where=str(path),
     )
 
 
@@ -133,14 +202,19 @@ def skipped_files(paths: Iterable[str | Path]) -> list[Path]:
     return list(skipped.values())
 
 
-def load_documents(paths: Iterable[str | Path]) -> list[Document]:
-    """Documents from files and folders (``.txt``/``.md``, folders searched recursively,
-    hidden files and folders skipped).
+def load_documents(
+    paths: Iterable[str | Path], *, limits: ConversionLimits | None = None
+) -> list[Document]:
+    """Documents from files and folders (``SUFFIXES``: text, Markdown, PDF, HTML, DOCX;
+    folders searched recursively, hidden files and folders skipped).
 
     A file reached twice (overlapping paths, a symbolic link to a file also given) is
-    one document, with the id from the first path that reached it.
+    one document, with the id from the first path that reached it. Files that cannot
+    be read raise one ``DocumentError`` naming each of them (up to five) after all
+    were tried.
     """
     docs: list[Document] = []
+    failures: list[str] = []
     seen: dict[str, Path] = {}
     read: set[Path] = set()
     for raw in paths:
@@ -150,11 +224,12 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
         if root.is_dir():
             files = _scan_folder(root)[0]
             if not files:
-                raise DocumentError(f"{root} holds no .txt or .md documents")
+                raise DocumentError(f"{root} holds no documents ({', '.join(SUFFIXES)})")
             pairs = [(p, _doc_id_for(p, root)) for p in files]
         elif root.is_file():
             if root.suffix.lower() not in SUFFIXES:
-                raise DocumentError(f"{root} is not a .txt or .md file")
+                raise DocumentError(f"{root} is not a file type citeqa reads "
+                                    f"({', '.join(SUFFIXES)})")
             pairs = [(root, _doc_id_for(root, root.parent))]
         else:
             raise DocumentError(f"{root} does not exist")
@@ -162,7 +237,11 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
             if (real := path.resolve()) in read:
                 continue
             read.add(real)
-            doc = read_document(path, doc_id=doc_id)
+            try:
+                doc = read_document(path, doc_id=doc_id, limits=limits)
+            except DocumentError as exc:
+                failures.append(str(exc))
+                continue
             if doc.doc_id in seen:
                 raise DocumentError(
                     f"{path} and {seen[doc.doc_id]} would both get the id {doc.doc_id!r}; "
@@ -170,6 +249,13 @@ def load_documents(paths: Iterable[str | Path]) -> list[Document]:
                 )
             seen[doc.doc_id] = path
             docs.append(doc)
+    if failures:
+        if len(failures) == 1:
+            raise DocumentError(failures[0])
+        shown = "; ".join(failures[:5]) + ("; …" if len(failures) > 5 else "")
+        raise DocumentError(
+            f"{len(failures)} files cannot be read, nothing was indexed: {shown}"
+        )
     if not docs:
         raise DocumentError("no documents given")
     return docs

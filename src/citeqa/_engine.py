@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._answer import Answerer, SummaryParams, core_question
-from ._selector import AnswerSelector, bundled_selector
 from ._chunking import ChunkingParams
+from ._converters import ConversionLimits
 from ._documents import load_documents, validate_doc_id
 from ._embedding import Embedder, SentenceTransformerEmbedder
-from ._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
+from ._engine_limits import MAX_QUESTION_CHARS, MAX_SCOPE_DOCS, MAX_TOP_K
 from ._exceptions import (
     CiteqaError,
     DocumentConflictError,
@@ -39,6 +39,7 @@ from ._index import (
     model_info,
     single_threaded_search,
 )
+from ._selector import AnswerSelector, bundled_selector
 from ._store import current_version, load_index, write_index, writer_lock
 from ._types import MODES, Answer, Document, Mode
 
@@ -121,15 +122,19 @@ def index_corpus(
     params: ChunkingParams | None = None,
     *,
     progress: ProgressFactory | None = None,
+    limits: ConversionLimits | None = None,
+    documents: Sequence[Document] | None = None,
 ) -> BuildStats:
     """Index the documents under ``paths`` into ``index_dir``, reusing what it can.
 
     The index then holds exactly those documents: any other the previous generation
     held (one added over HTTP, a file deleted since) is gone, and ``removed`` names it.
     Nothing is written when the corpus, model and parameters are unchanged.
+    ``documents``: what ``load_documents(paths)`` returned already (not read again).
     """
     index_dir = Path(index_dir)
-    documents = load_documents(paths)  # fails before anything is touched
+    if documents is None:
+        documents = load_documents(paths, limits=limits)  # fails before anything is touched
     with writer_lock(index_dir):
         previous = _load_previous(index_dir, embedder)
         data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
@@ -159,6 +164,9 @@ def index_is_current(
     index_dir: str | Path,
     model_name: str,
     params: ChunkingParams | None = None,
+    *,
+    limits: ConversionLimits | None = None,
+    documents: Sequence[Document] | None = None,
 ) -> bool:
     """True when ``index_dir`` already holds exactly these documents, built with
     ``model_name`` and ``params`` — decided without loading the model."""
@@ -170,7 +178,8 @@ def index_is_current(
         return False
     if index.model.get("name") != model_name or index.params != (params or ChunkingParams()):
         return False
-    documents = load_documents(paths)
+    if documents is None:
+        documents = load_documents(paths, limits=limits)
     current = fingerprint(index.model, index.params, index.documents.values())
     return current == fingerprint(index.model, index.params, sorted(documents, key=_doc_key))
 
@@ -277,20 +286,61 @@ class Engine:
         if batcher is not None:
             batcher.close()
 
-    def ask(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> Answer:
+    def ask(
+        self,
+        question: str,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+        doc_ids: Sequence[str] | None = None,
+    ) -> Answer:
+        """Answer ``question``; with ``doc_ids``, from those documents only: retrieval
+        chooses its top-k among their passages (an unknown id is a
+        ``DocumentNotFoundError``). Sentences and citations of paged documents (PDF)
+        carry their page."""
         question = validate_query(question, top_k, mode)
         answerer = self._answerer  # one generation for the whole answer
+        scope = self._scope(answerer.index, doc_ids)
         batcher = self._batcher
         with batcher.answering() if batcher is not None else nullcontext():
             vector = self.encode_query(core_question(question))
-            return answerer.answer(question, vector, top_k=top_k, mode=mode)
+            answer = answerer.answer(question, vector, top_k=top_k, mode=mode, scope=scope)
+        return answer.with_pages(answerer.index.documents)
 
-    def evidence_score(self, question: str, top_k: int = 5, mode: Mode = "hybrid") -> float:
+    def evidence_score(
+        self,
+        question: str,
+        top_k: int = 5,
+        mode: Mode = "hybrid",
+        doc_ids: Sequence[str] | None = None,
+    ) -> float:
         """The score ``ask`` compares with the abstention threshold (for calibration)."""
         question = validate_query(question, top_k, mode)
         answerer = self._answerer
+        scope = self._scope(answerer.index, doc_ids)
         vector = self.encode_query(core_question(question))
-        return answerer.evidence_score(question, vector, top_k, mode)
+        return answerer.evidence_score(question, vector, top_k, mode, scope)
+
+    @staticmethod
+    def _scope(index: IndexData, doc_ids: Sequence[str] | None) -> np.ndarray | None:
+        """The chunk rows of ``doc_ids`` (None: every chunk), each id checked."""
+        if doc_ids is None:
+            return None
+        if isinstance(doc_ids, str) or not doc_ids:
+            raise InvalidInputError(
+                "doc_ids must be a non-empty list of document ids (omit it to ask them all)"
+            )
+        if len(doc_ids) > MAX_SCOPE_DOCS:
+            raise InvalidInputError(
+                f"doc_ids names {len(doc_ids)} documents; the limit is {MAX_SCOPE_DOCS}"
+            )
+        unknown = [d for d in dict.fromkeys(doc_ids) if d not in index.documents]
+        if unknown:
+            shown = ", ".join(repr(d) for d in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+            raise DocumentNotFoundError(
+                f"no document with id {shown} in the index; an indexed file's id is its "
+                "path without the suffix, '/' as '.' (GET /documents lists them)"
+            )
+        return index.chunk_rows(doc_ids)
 
     def with_summary(self, summary: SummaryParams) -> Engine:
         """The same index and embedder with other summary parameters (for evaluation)."""

@@ -62,6 +62,18 @@ class IndexData:
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def chunk_rows(self, doc_ids: Iterable[str]) -> np.ndarray:
+        """The sorted rows of the chunks of ``doc_ids`` (unknown ids hold none)."""
+        by_doc = self.extra.get("chunk_rows_by_doc")
+        if by_doc is None:  # built once per generation; a race builds it twice, harmlessly
+            lists: dict[str, list[int]] = {}
+            for row, chunk in enumerate(self.chunks):
+                lists.setdefault(chunk.doc_id, []).append(row)
+            by_doc = {d: np.asarray(r, dtype=np.int64) for d, r in lists.items()}
+            self.extra["chunk_rows_by_doc"] = by_doc
+        parts = [by_doc[d] for d in dict.fromkeys(doc_ids) if d in by_doc]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
     def chunk_vectors(self) -> np.ndarray:
         n = self.dense.ntotal
         if n == 0:
@@ -105,6 +117,8 @@ def fingerprint(model: dict[str, Any], params: ChunkingParams, docs: Iterable[Do
     digest.update(repr((FORMAT_VERSION, sorted(model.items()), params)).encode())
     for doc in docs:
         digest.update(f"\x00{doc.doc_id}\x00{doc.title}\x00{doc.sha256}".encode())
+        if doc.format != "text" or doc.page_starts:  # so a text index keeps its fingerprint
+            digest.update(f"\x00{doc.format}\x00{doc.page_starts}".encode())
     return digest.hexdigest()
 
 

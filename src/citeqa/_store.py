@@ -5,7 +5,8 @@ Layout of an index directory::
     CURRENT                    name of the live generation (replaced atomically)
     generations/<version>/     one complete, immutable index generation
         manifest.json          format, model, chunking, counts, per-file sha256
-        documents.jsonl        doc_id, title, source, text (offsets index this text)
+        documents.jsonl        doc_id, title, source, text (offsets index this text),
+                               format and page_starts (PDF) when not plain text
         chunks.jsonl           chunk_id, doc_id, start, end, n_tokens, section, sentence rows
         sentences.jsonl        doc_id, start, end, heading, section
         sentence_vectors.npy   float32, one row per sentence
@@ -126,7 +127,15 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
         _write_jsonl(
             tmp / "documents.jsonl",
             (
-                {"doc_id": d.doc_id, "title": d.title, "source": d.source, "text": d.text}
+                {
+                    "doc_id": d.doc_id,
+                    "title": d.title,
+                    "source": d.source,
+                    "text": d.text,
+                    # absent (not written) for text: an index from before PDF support loads
+                    **({"format": d.format} if d.format != "text" else {}),
+                    **({"page_starts": list(d.page_starts)} if d.page_starts else {}),
+                }
                 for d in data.documents.values()
             ),
         )
@@ -200,6 +209,8 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
                     "chars": len(d.text),
                     "chunks": counts_by_doc.get(d.doc_id, 0),
                     "source": d.source,
+                    "format": d.format,
+                    "pages": d.pages,
                 }
                 for d in data.documents.values()
             ],
@@ -450,7 +461,14 @@ def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None
 
     try:
         docs = [
-            Document(r["doc_id"], r["title"], r["text"], r.get("source", ""))
+            Document(
+                r["doc_id"],
+                r["title"],
+                r["text"],
+                r.get("source", ""),
+                format=str(r.get("format", "text")),
+                page_starts=tuple(int(x) for x in r.get("page_starts", ())),
+            )
             for r in _read_jsonl(folder / "documents.jsonl", hint)
         ]
         sent_rows = _read_jsonl(folder / "sentences.jsonl", hint)

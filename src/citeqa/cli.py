@@ -91,7 +91,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     paths = args.paths or settings.corpus_paths()
     index_dir = args.index_dir or settings.index_dir
     started = time.perf_counter()
-    documents = load_documents(paths)  # reject bad input before the model loads
+    limits = settings.conversion_limits()
+    documents = load_documents(paths, limits=limits)  # reject bad input before the model loads
     check_index_dir(index_dir)  # writer_lock checks too, but only after the model loads
     if skipped := skipped_files(paths):
         shown = ", ".join(_visible(str(p)) for p in skipped[:5]) + (
@@ -107,14 +108,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     # loading it (another folder of the same name may hold another model), which
     # index_corpus does before it decides that nothing changed.
     known_by_name = settings.model_path is None
-    if known_by_name and index_is_current(paths, index_dir, _model_name(settings), params):
+    if known_by_name and index_is_current(
+        paths, index_dir, _model_name(settings), params, documents=documents
+    ):
         print(
             f"index at {index_dir} is up to date with {len(documents)} documents "
             f"({time.perf_counter() - started:.2f} s): nothing embedded, nothing written"
         )
         return 0
     stats = index_corpus(
-        paths, index_dir, _embedder(settings), params, progress=_progress_factory()
+        paths, index_dir, _embedder(settings), params, progress=_progress_factory(),
+        documents=documents,
     )
     state = "unchanged, nothing written" if stats.unchanged else f"written to {index_dir}"
     print(
@@ -161,7 +165,8 @@ def _print_answer(answer: Any) -> None:
     for c in answer.citations:
         where = _visible(c.title) + (f" › {_visible(c.section)}" if c.section else "")
         found_by = ", ".join(f"{k} #{v}" for k, v in c.retrievers.items())
-        print(f"[{c.id}] {where}  ({c.doc_id} {c.start}-{c.end}; {found_by})")
+        page = f" p. {c.page}" if c.page is not None else ""
+        print(f"[{c.id}] {where}  ({c.doc_id}{page} {c.start}-{c.end}; {found_by})")
         passage = _visible(" ".join(c.text.split()))
         print(f"    {passage[:300]}{'…' if len(passage) > 300 else ''}")
 
@@ -178,7 +183,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = Engine.open(
         index_dir, _embedder(settings), selector=settings.make_selector() or False
     )
-    answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode)
+    answer = engine.ask(args.question, top_k=args.top_k, mode=args.mode, doc_ids=args.doc)
     if args.json:
         # json escapes C0 but not DEL or C1, which a terminal may act on: the same JSON
         text = json.dumps(answer.to_dict(), ensure_ascii=False, indent=2)
@@ -248,7 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("index", help="build or update the index from .txt/.md files")
+    p = sub.add_parser(
+        "index", help="build or update the index from .txt, .md, .pdf, .html and .docx files"
+    )
     p.add_argument(
         "paths", nargs="*", type=_path, metavar="PATH", help="files or folders (default: seeds/)"
     )
@@ -273,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive("--top-k", 1, MAX_TOP_K), default=5)
     p.add_argument("--mode", choices=MODES, default="hybrid")
     p.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    p.add_argument(
+        "--doc",
+        action="append",
+        metavar="ID",
+        help="answer from this document only (repeat for several); default: all",
+    )
     p.add_argument("--index-dir", type=_path)
     p.set_defaults(func=cmd_ask)
 

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from ._converters import ConversionLimits
     from ._embedding import Embedder
     from ._selector import AnswerSelector
 
@@ -39,6 +40,12 @@ class Settings(BaseSettings):
     max_ask_body_bytes: int = Field(default=1 << 20, ge=1024)
     #: request body limit for POST /documents, bytes
     max_document_bytes: int = Field(default=10 << 20, ge=1024)
+    #: a PDF with more pages is refused
+    max_pdf_pages: int = Field(default=2_000, ge=1)
+    #: a file whose text (extracted, for PDF, HTML and DOCX) is longer is refused, characters
+    max_text_chars: int = Field(default=20_000_000, ge=1)
+    #: a DOCX whose parts add up to more uncompressed bytes is refused (zip bombs)
+    max_unzipped_bytes: int = Field(default=200 << 20, ge=1024)
     #: /ask requests served at once; more are refused at once with 503 and Retry-After
     max_inflight_asks: int = Field(default=64, ge=1, le=10_000)
     #: seconds SIGTERM waits for requests in flight before the process exits
@@ -100,6 +107,15 @@ class Settings(BaseSettings):
         if self.selector_path is None and not self.threads:
             return bundled_selector()
         return AnswerSelector(self.selector_path, threads=self.threads or None)
+
+    def conversion_limits(self) -> ConversionLimits:
+        from ._converters import ConversionLimits
+
+        return ConversionLimits(
+            max_pdf_pages=self.max_pdf_pages,
+            max_text_chars=self.max_text_chars,
+            max_unzipped_bytes=self.max_unzipped_bytes,
+        )
 
     def corpus_paths(self) -> list[str]:
         return [p.strip() for p in self.corpus.split(",") if p.strip()]

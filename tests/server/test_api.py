@@ -55,8 +55,9 @@ def test_ask_sentences_are_exact_spans_of_the_served_document(client: TestClient
         assert doc["text"][citation["start"] : citation["end"]] == citation["text"]
         assert set(citation) == {
             "id", "chunk_id", "doc_id", "title", "section", "text", "start", "end", "score",
-            "retrievers",
+            "retrievers", "page",
         }
+        assert citation["page"] is None  # a text document has no pages
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
@@ -86,8 +87,11 @@ def test_list_documents(client: TestClient, engine: citeqa.Engine) -> None:
                 "chars": len(doc.text),
                 "chunks": engine.chunk_counts()[doc.doc_id],
                 "sha256": doc.sha256,
+                "format": "text",
+                "pages": None,
             }
-        ]
+        ],
+        "next_cursor": None,
     }
 
 
@@ -97,7 +101,7 @@ def test_get_document_returns_the_exact_source_text(
     (doc,) = engine.documents()
     body = client.get(f"/documents/{doc.doc_id}").json()
     assert body == {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text,
-                    "sha256": doc.sha256}
+                    "sha256": doc.sha256, "format": "text", "page_starts": []}
     assert body["text"] == (ROOT / "seeds" / f"{doc.doc_id}.txt").read_text(encoding="utf-8")
 
 

@@ -7,6 +7,7 @@ Waits use locators: the page's CSP has no 'unsafe-eval', so string predicates fo
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -378,3 +379,38 @@ def test_the_page_asks_for_an_api_key_and_keeps_it(browser: Browser, keyed_serve
         expect(page.locator("#key-bar")).to_be_hidden()
     finally:
         context.close()
+
+def test_ask_one_pdf_and_see_its_pages(watch: Watch, live_server: LiveServer) -> None:
+    """The picker scopes the question to one document; a PDF's citation shows its page
+    and the document view marks where each page starts."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _formats import make_pdf
+
+    pdf = make_pdf(
+        [["The herons of Lake Varn were counted in March.", "", "Ninety pairs nested."],
+         ["The heron count of Lake Varn in June found forty-two chicks."]],
+        title="Heron census",
+    )
+    added = httpx.post(f"{live_server.url}/documents", timeout=120,
+                       headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                       files={"file": ("heron-census.pdf", pdf)},
+                       data={"doc_id": "heron-census-pdf"})
+    assert added.status_code == 201, added.text
+    page = watch.page
+    page.reload()
+    page.locator("#doc-summary").click()
+    page.locator('#doc-list input[value="heron-census-pdf"]').check()
+    expect(page.locator("#doc-summary")).to_have_text("Documents: 1 chosen")
+    answer = ask(page, "How many chicks did the June heron count find?")
+    citations = answer.locator("li.citation")
+    expect(citations.first.locator(".citation-title")).to_have_text("Heron census")
+    for i in range(citations.count()):  # scoped: every citation is the PDF's
+        expect(citations.nth(i).locator(".citation-title")).to_have_text("Heron census")
+    expect(answer.locator(".citation-page").first).to_have_text(re.compile(r"p\. [12]"))
+    answer.locator("button.cite-marker").first.click()
+    expect(page.locator('#source-text .page-break[data-page="2"]')).to_have_count(1)
+    doc = httpx.get(f"{live_server.url}/documents/heron-census-pdf", timeout=30).json()
+    assert page.locator("#source-text").text_content() == doc["text"]  # markers add no text
+    assert watch.dialogs == [] and watch.problems == []

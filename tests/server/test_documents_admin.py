@@ -76,8 +76,10 @@ def test_add_json_document_then_ask_about_it(
     assert response.status_code == 201, response.text
     added = response.json()
     assert set(added) == {
-        "doc_id", "title", "chars", "chunks", "sha256", "index_version", "replaced"
+        "doc_id", "title", "chars", "chunks", "sha256", "index_version", "replaced", "format",
+        "pages",
     }
+    assert (added["format"], added["pages"]) == ("text", None)
     assert added["replaced"] is False
     assert added["doc_id"] == "fox" and added["title"] == "Foxes"
     assert added["chars"] == len(FOX) and added["chunks"] >= 1

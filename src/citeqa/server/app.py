@@ -13,6 +13,7 @@ answers at once while ``/readyz`` (and every route that needs the index) says
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hmac
 import importlib.metadata
@@ -23,12 +24,13 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -41,6 +43,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._converters import ConversionLimits, check_type, convert, format_of
 from .._documents import detect_title, make_document, validate_doc_id
 from .._embedding import Embedder
 from .._engine import Engine
@@ -58,6 +61,7 @@ from .._types import Document, sha256_text
 from ..settings import Settings
 from .auth import require_reader
 from .schemas import (
+    MAX_TITLE_CHARS,
     AnswerResponse,
     AskRequest,
     DocumentAdded,
@@ -534,6 +538,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 # -- helpers for /documents -------------------------------------------------------------------
 
 MULTIPART_FIELDS = ("file", "title", "doc_id")
+DEFAULT_DOCUMENTS_PAGE = 100
+MAX_DOCUMENTS_PAGE = 1000
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _SLUG_GAPS = re.compile(r"[^a-z0-9]+")
 
@@ -571,9 +577,17 @@ def _validated(payload: Any) -> NewDocument:
         ) from None
 
 
-async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]:
-    """The document from a JSON body or a multipart upload, plus the upload's filename
-    (None for JSON)."""
+@dataclass(frozen=True)
+class _Incoming:
+    new: NewDocument
+    filename: str | None  # None for JSON
+    format: str = "text"
+    page_starts: tuple[int, ...] = ()
+
+
+async def _read_new_document(request: Request, limits: ConversionLimits) -> _Incoming:
+    """The document from a JSON body or a multipart upload. A PDF, HTML or DOCX upload
+    (by its filename) comes converted."""
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type == "application/json":
         try:
@@ -584,7 +598,7 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
             raise HTTPException(422, f"the body is not valid JSON: {exc}") from None
         except RecursionError:
             raise HTTPException(422, "the body is not valid JSON: nested too deeply") from None
-        return _validated(payload), None
+        return _Incoming(_validated(payload), None)
     if media_type == "multipart/form-data":
         # max_part_size bounds the small text fields; the file is bounded by the body limit.
         form = await request.form(max_files=1, max_fields=4, max_part_size=16 * 1024)
@@ -592,14 +606,6 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
         if not isinstance(upload, UploadFile):
             raise HTTPException(422, "send the document as a multipart file field named 'file'")
         data = await upload.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise HTTPException(
-                422,
-                f"the uploaded file is not UTF-8 text (invalid byte at offset {exc.start}); "
-                "convert it to UTF-8",
-            ) from None
         # Rejected like JSON's unknown fields, so a typo ("titel") is not silently dropped.
         unknown = sorted(set(form.keys()) - set(MULTIPART_FIELDS))
         if unknown:
@@ -609,7 +615,32 @@ async def _read_new_document(request: Request) -> tuple[NewDocument, str | None]
                 for name in unknown
             ])
         fields = {k: v for k in ("title", "doc_id") if isinstance(v := form.get(k), str) and v}
-        return _validated({"text": text, **fields}), upload.filename or ""
+        name = _upload_name(upload.filename or "")
+        fmt = format_of(name)
+        if fmt in ("pdf", "html", "docx"):
+            where = f"the uploaded file {name!r}"
+            converted = await run_in_threadpool(convert, data, fmt, where, limits)
+            if converted.title and "title" not in fields:
+                fields["title"] = converted.title[:MAX_TITLE_CHARS]
+            return _Incoming(
+                _validated({"text": converted.text, **fields}),
+                upload.filename or "",
+                converted.format,
+                converted.page_starts,
+            )
+        check_type(data, fmt or "text", f"the uploaded file {name!r}")  # a PDF named .txt
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(
+                422,
+                f"the uploaded file is not UTF-8 text (invalid byte at offset {exc.start}); "
+                "convert it to UTF-8",
+            ) from None
+        return _Incoming(
+            _validated({"text": text, **fields}), upload.filename or "",
+            "markdown" if fmt == "markdown" else "text",
+        )
     raise HTTPException(
         415,
         "send application/json {title, text, doc_id?} or multipart/form-data with a 'file' "
@@ -624,6 +655,8 @@ def _summary(doc: Document, chunks: int) -> dict[str, Any]:
         "chars": len(doc.text),
         "chunks": chunks,
         "sha256": doc.sha256,
+        "format": doc.format,
+        "pages": doc.pages,
     }
 
 
@@ -645,10 +678,12 @@ router = APIRouter()
     response_model=AnswerResponse,
     summary="Answer a question with verbatim, cited sentences",
     dependencies=[Depends(require_reader), Depends(require_json)],
-    responses=_problems(400, 401, 413, 415, 422, 503),
+    responses=_problems(400, 401, 404, 413, 415, 422, 503),
 )
 async def ask(body: AskRequest, engine: EngineDep, request: Request) -> JSONResponse:
-    answer = await run_in_threadpool(engine.ask, body.question, body.top_k, body.mode)
+    answer = await run_in_threadpool(
+        engine.ask, body.question, body.top_k, body.mode, body.doc_ids
+    )
     request.state.answer = answer  # for the metrics and the request log
     # Answer.to_dict() has the AnswerResponse shape (the OpenAPI test and the fuzz run
     # check it); skipping re-validation saves a third of a millisecond per question.
@@ -659,18 +694,35 @@ async def ask(body: AskRequest, engine: EngineDep, request: Request) -> JSONResp
     "/documents",
     response_model=DocumentsResponse,
     dependencies=[Depends(require_reader)],
-    responses=_problems(401, 503),
+    summary="List the documents, a page at a time",
+    description="In doc_id order, at most `limit`; pass `next_cursor` back as `cursor` for "
+    "the next page.",
+    responses=_problems(401, 422, 503),
 )
-async def list_documents(engine: EngineDep) -> dict[str, Any]:
-    def snapshot() -> list[dict[str, Any]]:
-        # Documents and chunk counts from one generation: retry if a write swapped it between.
-        while True:
-            version = engine.version
-            docs, counts = engine.documents(), engine.chunk_counts()
-            if engine.version == version:
-                return [_summary(d, counts.get(d.doc_id, 0)) for d in docs]
+async def list_documents(
+    engine: EngineDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_DOCUMENTS_PAGE)] = DEFAULT_DOCUMENTS_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=128, description="next_cursor of the page before")
+    ] = None,
+) -> dict[str, Any]:
+    if cursor is not None:
+        validate_doc_id(cursor)
 
-    return {"documents": await run_in_threadpool(snapshot)}
+    def snapshot() -> dict[str, Any]:
+        # Documents and chunk counts from one generation.
+        index = engine.index
+        ids = sorted(index.documents)
+        first = bisect.bisect_right(ids, cursor) if cursor is not None else 0
+        page = ids[first : first + limit]
+        counts = {d: len(index.chunk_rows([d])) for d in page}
+        more = first + limit < len(ids)
+        return {
+            "documents": [_summary(index.documents[d], counts[d]) for d in page],
+            "next_cursor": page[-1] if more and page else None,
+        }
+
+    return await run_in_threadpool(snapshot)
 
 
 @router.get(
@@ -682,7 +734,14 @@ async def list_documents(engine: EngineDep) -> dict[str, Any]:
 async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
     doc = engine.document(validate_doc_id(doc_id))
     sha256 = await run_in_threadpool(lambda: doc.sha256)  # megabytes of text hash slowly
-    return {"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "sha256": sha256}
+    return {
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "text": doc.text,
+        "sha256": sha256,
+        "format": doc.format,
+        "page_starts": list(doc.page_starts),
+    }
 
 
 @router.post(
@@ -725,7 +784,8 @@ async def get_document(doc_id: str, engine: EngineDep) -> dict[str, Any]:
 async def add_document(
     request: Request, response: Response, service: ServiceDep, engine: EngineDep
 ) -> dict[str, Any]:
-    new, filename = await _read_new_document(request)
+    incoming = await _read_new_document(request, service.settings.conversion_limits())
+    new, filename = incoming.new, incoming.filename
     from_filename = None if new.doc_id else _id_from_filename(filename)
     doc_id = new.doc_id or from_filename or derive_doc_id(
         new.title or detect_title(new.text, ""), new.text
@@ -733,7 +793,10 @@ async def add_document(
     # The source records the filename, so an id derived from it replaces only an upload
     # of the same name: lossy ids ("Report 2021.txt", "Report_2021.txt") must not collide.
     source = "api" if filename is None else f"upload:{_upload_name(filename)}"
-    doc = make_document(new.text, doc_id=doc_id, title=new.title, source=source)
+    doc = make_document(
+        new.text, doc_id=doc_id, title=new.title, source=source, format=incoming.format,
+        page_starts=incoming.page_starts,
+    )
 
     def write() -> dict[str, Any]:
         with service.write_lock:

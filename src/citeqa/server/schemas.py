@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .._documents import validate_doc_id
-from .._engine_limits import MAX_QUESTION_CHARS, MAX_TOP_K
+from .._engine_limits import MAX_QUESTION_CHARS, MAX_SCOPE_DOCS, MAX_TOP_K
 from .._types import Mode
 
 MAX_TITLE_CHARS = 300
@@ -44,6 +44,15 @@ class AskRequest(BaseModel):
     # strict: "5", 5.0 and true are rejected rather than coerced
     top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, strict=True)] = 5
     mode: Mode = "hybrid"
+    doc_ids: Annotated[
+        list[DocId] | None,
+        Field(
+            min_length=1,
+            max_length=MAX_SCOPE_DOCS,
+            description="answer from these documents only: retrieval takes its top_k among "
+            "their passages; an unknown id is a 404. Omit it to ask every document",
+        ),
+    ] = None
 
     @field_validator("question")
     @classmethod
@@ -93,6 +102,9 @@ class AnswerSentenceItem(BaseModel):
     start: int
     end: int
     score: float
+    page: int | None = Field(
+        default=None, description="1-based page where it starts (PDF); null without pages"
+    )
 
 
 class CitationItem(BaseModel):
@@ -113,6 +125,9 @@ class CitationItem(BaseModel):
         "marks a passage added because it holds the numbered item (\"the second "
         "recommendation\"), the front matter (\"when was it published?\") or the acronym's "
         "definition (\"what is FECI?\") the question asks for"
+    )
+    page: int | None = Field(
+        default=None, description="1-based page where the passage starts (PDF); null without pages"
     )
 
 
@@ -144,10 +159,15 @@ class DocumentSummary(BaseModel):
     chars: int = Field(description="length of the text in Unicode code points")
     chunks: int
     sha256: str = Field(description="SHA-256 of the UTF-8 text")
+    format: str = Field(description="text, markdown, pdf, html or docx")
+    pages: int | None = Field(description="pages of a PDF; null for formats without pages")
 
 
 class DocumentsResponse(BaseModel):
-    documents: list[DocumentSummary]
+    documents: list[DocumentSummary] = Field(description="in doc_id order")
+    next_cursor: str | None = Field(
+        description="pass as cursor for the next page; null on the last page"
+    )
 
 
 class DocumentResponse(BaseModel):
@@ -155,6 +175,10 @@ class DocumentResponse(BaseModel):
     title: str
     text: str = Field(description="exactly the text that answer and citation offsets index")
     sha256: str
+    format: str = Field(description="text, markdown, pdf, html or docx")
+    page_starts: list[int] = Field(
+        description="offset in text where each page starts (PDF); empty without pages"
+    )
 
 
 class DocumentAdded(DocumentSummary):

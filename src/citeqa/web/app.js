@@ -22,6 +22,9 @@ const clearButton = $("#clear-chat");
 const CONVERSATION_KEY = "citeqa.conversation"; // sessionStorage: survives a reload of the tab
 const API_KEY_KEY = "citeqa.apiKey"; // localStorage: CITEQA_API_KEYS servers only
 const MAX_KEPT_TURNS = 30;
+const docPicker = $("#doc-picker");
+const docList = $("#doc-list");
+const docSummary = $("#doc-summary");
 
 // index_version + doc_id -> Promise<document>: a document replaced since has new offsets
 const docCache = new Map();
@@ -194,13 +197,35 @@ async function showSource(target, opener) {
     );
     return;
   }
-  const mark = el("mark", "", text.slice(start, end));
-  sourceText.replaceChildren(
-    document.createTextNode(text.slice(0, start)),
-    mark,
-    document.createTextNode(text.slice(end)),
-  );
+  // A PDF's pages: a marker where each one starts, in the text and in the mark.
+  const pages = (Array.isArray(doc.page_starts) ? doc.page_starts : []).map((cp, i) => ({
+    at: codePointToUnit(text, cp),
+    page: i + 1,
+  }));
+  const mark = el("mark", "");
+  sourceText.replaceChildren();
+  appendWithPages(sourceText, text, 0, start, pages);
+  appendWithPages(mark, text, start, end, pages);
+  sourceText.append(mark);
+  appendWithPages(sourceText, text, end, text.length, pages);
   mark.scrollIntoView({ block: "center" });
+}
+
+// text[from:to] into parent, with a "Page N" marker where each page in it starts
+function appendWithPages(parent, text, from, to, pages) {
+  let pos = from;
+  for (const { at, page } of pages) {
+    if (at < from || at >= to || (at === 0 && from > 0)) continue;
+    if (at > pos) parent.append(document.createTextNode(text.slice(pos, at)));
+    // the label is CSS content: the view's text stays the document's text
+    const marker = el("span", "page-break");
+    marker.dataset.page = String(page);
+    marker.setAttribute("role", "separator");
+    marker.setAttribute("aria-label", `Page ${page}`);
+    parent.append(marker);
+    pos = at;
+  }
+  if (to > pos) parent.append(document.createTextNode(text.slice(pos, to)));
 }
 
 function citationTarget(citation, version) {
@@ -408,7 +433,7 @@ async function ask(text) {
     const res = await fetch("/ask", {
       method: "POST",
       headers: withKey({ "Content-Type": "application/json", Accept: "application/json" }),
-      body: JSON.stringify({ question: text, top_k: 5, mode: modeSelect.value }),
+      body: JSON.stringify({ question: text, top_k: 5, mode: modeSelect.value, ...scope() }),
     });
     if (res.ok) {
       const data = await res.json();
@@ -481,6 +506,43 @@ clearButton.addEventListener("click", () => {
 });
 
 restoreConversation();
+
+// The documents a question may be scoped to (the first 1000; none ticked: all of them).
+function scope() {
+  const ids = [...docList.querySelectorAll("input:checked")].map((box) => box.value);
+  return ids.length ? { doc_ids: ids } : {};
+}
+
+function updateDocSummary() {
+  const n = docList.querySelectorAll("input:checked").length;
+  docSummary.textContent = n ? `Documents: ${n} chosen` : "Documents: all";
+}
+
+async function loadDocuments() {
+  try {
+    const res = await fetch("/documents?limit=1000", { headers: withKey({ Accept: "application/json" }) });
+    if (!res.ok) return;
+    const body = await res.json();
+    docList.replaceChildren();
+    for (const d of body.documents || []) {
+      const label = el("label", "doc-choice");
+      const box = el("input");
+      box.type = "checkbox";
+      box.value = d.doc_id;
+      box.addEventListener("change", updateDocSummary);
+      const pages = d.pages ? `, ${d.pages} pages` : "";
+      label.append(box, el("span", "", d.title || d.doc_id),
+                   el("span", "doc-meta", ` (${d.format}${pages})`));
+      docList.append(label);
+    }
+    docPicker.hidden = !docList.childElementCount;
+    updateDocSummary();
+  } catch (err) {
+    docPicker.hidden = true; // the page still asks all documents
+  }
+}
+
+loadDocuments();
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
