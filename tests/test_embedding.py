@@ -83,7 +83,7 @@ def test_an_index_built_with_torch_serves_with_onnx_same_top5(  # type: ignore[n
 ) -> None:
     from citeqa import Engine
 
-    onnx_engine = Engine(real_engine.index, onnx_embedder)
+    onnx_engine = Engine(real_engine.index, onnx_embedder, selector=real_engine.selector)
     with open(REPO / "tests" / "questions.jsonl", encoding="utf-8") as fh:
         questions = [json.loads(line)["question"] for line in fh]
     for q in questions:

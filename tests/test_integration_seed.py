@@ -139,7 +139,14 @@ def test_cli_ask_json_contract(real_index: Path, tmp_path: Path) -> None:
     answer = json.loads(proc.stdout)
     assert set(answer) == {
         "question", "answer", "abstained", "index_version", "sentences", "citations",
+        "short_answer",
     }
+    short = answer["short_answer"]  # the learned stage's span: verbatim, in a sentence
+    if short is not None:
+        text = (real_index / "seeds" / "000_34741492cc8173b1.txt").read_text(encoding="utf-8")
+        assert text[short["start"] : short["end"]] == short["text"]
+        assert any(s["start"] <= short["start"] < short["end"] <= s["end"]
+                   for s in answer["sentences"])
     assert answer["question"] == MISSING
     assert answer["abstained"] is False
     assert answer["index_version"] == current_version(index_dir)

@@ -75,6 +75,11 @@ def test_readers_during_updates_see_one_generation_and_no_5xx(serve: Any) -> Non
             assert r.status_code in (200, 201), r.text
             texts_by_version[r.json()["index_version"]] = dict(current)
         time.sleep(0.2)
+        # enough answers to judge, however long each takes on this machine (the learned
+        # stage reads six candidates per question)
+        deadline = time.monotonic() + 60
+        while len(answers) <= 50 and time.monotonic() < deadline:
+            time.sleep(0.1)
         stop.set()
         for t in readers:
             t.join(timeout=30)

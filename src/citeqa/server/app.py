@@ -701,11 +701,17 @@ async def ask(body: AskRequest, engine: EngineDep, request: Request) -> JSONResp
 )
 async def list_documents(
     engine: EngineDep,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=MAX_DOCUMENTS_PAGE)] = DEFAULT_DOCUMENTS_PAGE,
     cursor: Annotated[
         str | None, Query(max_length=128, description="next_cursor of the page before")
     ] = None,
 ) -> dict[str, Any]:
+    unknown = sorted(set(request.query_params) - {"limit", "cursor"})
+    if unknown:  # refused, as unknown JSON and multipart fields are: a typo is no default
+        raise InvalidInputError(
+            f"unknown query parameter(s) {unknown[:5]}; GET /documents takes limit and cursor"
+        )
     if cursor is not None:
         validate_doc_id(cursor)
 
