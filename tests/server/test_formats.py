@@ -134,3 +134,7 @@ def test_documents_come_a_page_at_a_time(admin_client: TestClient) -> None:
     assert seen == sorted([SEED_ID, "d0", "d1", "d2", "d3"]) and pages == 3
     assert_problem(admin_client.get("/documents", params={"limit": 0}), 422)
     assert_problem(admin_client.get("/documents", params={"cursor": "../x"}), 422)
+    # a misspelt parameter is refused, not read as "no limit given"
+    typo = admin_client.get("/documents", params={"limt": 2})
+    assert_problem(typo, 422)
+    assert "limt" in typo.json()["detail"]
