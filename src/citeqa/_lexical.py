@@ -1,11 +1,12 @@
-"""Lexical retrieval: BM25 (bm25s) over stemmed, stop-worded words."""
+"""Lexical retrieval: BM25 over stemmed, stop-worded words, from plain term counts."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -61,23 +62,109 @@ def terms(text: str) -> list[str]:
     return out
 
 
-#: the files bm25s writes (and ``LexicalIndex.load`` reads without importing it)
-_ARRAYS = {
-    "data": "data.csc.index.npy",
-    "indices": "indices.csc.index.npy",
-    "indptr": "indptr.csc.index.npy",
-}
-_VOCAB = "vocab.index.json"
-_PARAMS = "params.index.json"
+#: BM25's parameters (Lucene's, bm25s's defaults)
+BM25_K1 = 1.5
+BM25_B = 0.75
+_EMPTY = "\x00empty"  # an empty text still needs a row; this term matches no query
+
+
+@dataclass(frozen=True)
+class Postings:
+    """How often each term occurs in each of a list of texts, and their lengths.
+
+    Plain counts, no corpus statistic: a segment stores these, and BM25 weighs
+    them with the document frequencies and average length of every live text of
+    every segment (``LexicalIndex.from_postings``), so a corpus scores the same
+    however it is split into segments. Layout CSC by term: the texts holding
+    ``terms[i]`` are ``texts[indptr[i]:indptr[i+1]]`` (ascending), with ``counts``.
+    """
+
+    terms: tuple[str, ...]  # sorted
+    indptr: np.ndarray  # int64, len(terms) + 1
+    texts: np.ndarray  # int32
+    counts: np.ndarray  # int32
+    lengths: np.ndarray  # int32, index terms per text
+
+    @classmethod
+    def build(cls, texts: Sequence[str]) -> Postings:
+        per_text = [Counter(terms(t) or [_EMPTY]) for t in texts]
+        vocab = sorted(set().union(*per_text)) if per_text else []
+        column = {term: i for i, term in enumerate(vocab)}
+        cols = np.fromiter((column[t] for c in per_text for t in c), dtype=np.int64)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int32), [len(c) for c in per_text])
+        counts = np.fromiter((n for c in per_text for n in c.values()), dtype=np.int32)
+        order = np.lexsort((rows, cols))
+        return cls(
+            terms=tuple(vocab),
+            indptr=np.concatenate([[0], np.cumsum(np.bincount(cols, minlength=len(vocab)))]),
+            texts=rows[order],
+            counts=counts[order],
+            lengths=np.asarray([sum(c.values()) for c in per_text], dtype=np.int32),
+        )
+
+    @classmethod
+    def merge(cls, parts: Sequence[tuple[Postings, np.ndarray]], n_texts: int) -> Postings:
+        """The postings of ``n_texts`` texts gathered from ``parts``: each part's postings
+        and, per text of the part, its row in the whole (-1: left out)."""
+        vocab = sorted(set().union(*(p.terms for p, _ in parts))) if parts else []
+        column = {term: i for i, term in enumerate(vocab)}
+        cols, rows, counts = [], [], []
+        lengths = np.zeros(n_texts, dtype=np.int32)
+        for postings, row_of in parts:
+            row_of = np.asarray(row_of, dtype=np.int64)
+            live = row_of >= 0
+            lengths[row_of[live]] = postings.lengths[live]
+            local = np.fromiter((column[t] for t in postings.terms), dtype=np.int64,
+                                count=len(postings.terms))
+            part_rows = row_of[postings.texts]
+            keep = part_rows >= 0
+            cols.append(np.repeat(local, np.diff(postings.indptr))[keep])
+            rows.append(part_rows[keep])
+            counts.append(postings.counts[keep])
+        col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        count = np.concatenate(counts) if counts else np.zeros(0, np.int32)
+        order = np.lexsort((row, col))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=len(vocab)))])
+        used = np.diff(indptr) > 0  # a term only deleted texts held
+        if not used.all():
+            vocab = [t for t, u in zip(vocab, used, strict=True) if u]
+            indptr = np.concatenate([[0], np.cumsum(np.diff(indptr)[used])])
+        return cls(tuple(vocab), indptr.astype(np.int64), row[order].astype(np.int32),
+                   count[order].astype(np.int32), lengths)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "terms.json").write_text(json.dumps(list(self.terms), ensure_ascii=False),
+                                           encoding="utf-8")
+        for name in ("indptr", "texts", "counts", "lengths"):
+            np.save(folder / f"{name}.npy", getattr(self, name), allow_pickle=False)
+
+    @classmethod
+    def load(cls, folder: Path, n_texts: int) -> Postings:
+        """Read what ``save`` wrote; ValueError when it does not hold together."""
+        vocab = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
+        arrays = {
+            name: np.load(folder / f"{name}.npy", allow_pickle=False)
+            for name in ("indptr", "texts", "counts", "lengths")
+        }
+        postings = cls(terms=tuple(vocab), **arrays)
+        indptr, texts = postings.indptr, postings.texts
+        if not isinstance(vocab, list) or len(indptr) != len(vocab) + 1 or indptr[-1] != len(
+            texts
+        ) or len(texts) != len(postings.counts) or len(postings.lengths) != n_texts:
+            raise ValueError(f"{folder}: postings of inconsistent lengths")
+        if len(texts) and (texts.min() < 0 or texts.max() >= n_texts):
+            raise ValueError(f"{folder}: postings name a text beyond the {n_texts} chunks")
+        return postings
 
 
 class LexicalIndex:
     """BM25 over a fixed list of texts (one per chunk, same order).
 
-    bm25s builds and saves it; scoring needs only its three CSC arrays (the BM25
-    weight of every term in every text), which ``load`` reads with numpy. Serving
-    thus never imports bm25s, which pulls in numba and scipy: about 0.4 s of start-up
-    and 40 MB or more of resident memory.
+    Scoring needs the BM25 weight of every term in every text, in CSC layout;
+    ``from_postings`` computes them from term counts with corpus-wide statistics
+    (Lucene's BM25, as bm25s computes it).
     """
 
     def __init__(
@@ -87,55 +174,34 @@ class LexicalIndex:
         indptr: np.ndarray,
         vocab: dict[str, int],
         n_docs: int,
-        retriever: object | None = None,
     ) -> None:
         self._data = data
         self._indices = indices
         self._indptr = indptr
         self._vocab = vocab
         self.n_docs = n_docs
-        self._retriever = retriever  # only when built here: ``save`` writes through it
 
     @classmethod
     def build(cls, texts: Sequence[str]) -> LexicalIndex:
-        import bm25s
-
-        retriever = bm25s.BM25()  # method "lucene": no score for absent terms
-        # An empty text would still need a row; the placeholder term matches no query.
-        corpus = [terms(t) or ["\x00empty"] for t in texts]
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-        retriever.index(corpus, show_progress=False)
-        csc = retriever.scores
-        vocab = dict(getattr(retriever, "vocab_dict", {}) or {})
-        return cls(
-            np.asarray(csc["data"]), np.asarray(csc["indices"]), np.asarray(csc["indptr"]),
-            vocab, len(texts), retriever,
-        )
-
-    def save(self, folder: Path) -> None:
-        if self._retriever is None:
-            raise ValueError("only a LexicalIndex built in this process can be saved")
-        self._retriever.save(str(folder), allow_pickle=False, show_progress=False)  # type: ignore[attr-defined]
+        return cls.from_postings([(Postings.build(texts), np.arange(len(texts)))], len(texts))
 
     @classmethod
-    def load(cls, folder: Path, n_docs: int) -> LexicalIndex:
-        """Read what bm25s saved; ValueError if it is not what ``scores`` can use."""
-        params = json.loads((folder / _PARAMS).read_text(encoding="utf-8"))
-        if params.get("method", "lucene") not in ("lucene", "robertson", "atire"):
-            # Other variants score absent terms too, which these arrays leave out.
-            raise ValueError(f"BM25 method {params.get('method')!r} is not supported")
-        arrays = {k: np.load(folder / name, allow_pickle=False) for k, name in _ARRAYS.items()}
-        vocab = json.loads((folder / _VOCAB).read_text(encoding="utf-8"))
-        indptr = arrays["indptr"]
-        if not isinstance(vocab, dict) or not len(indptr):
-            raise ValueError(f"{folder}: no BM25 vocabulary or arrays")
-        if len(arrays["data"]) != len(arrays["indices"]) or int(indptr[-1]) != len(
-            arrays["data"]
-        ):
-            raise ValueError(f"{folder}: BM25 arrays have inconsistent lengths")
-        if len(arrays["indices"]) and int(arrays["indices"].max()) >= n_docs:
-            raise ValueError(f"{folder}: BM25 arrays name a text beyond the {n_docs} chunks")
-        return cls(arrays["data"], arrays["indices"], indptr, vocab, n_docs)
+    def from_postings(
+        cls, parts: Sequence[tuple[Postings, np.ndarray]], n_docs: int
+    ) -> LexicalIndex:
+        """BM25 over the ``n_docs`` texts of ``Postings.merge(parts, n_docs)``: document
+        frequencies and the average length are those of every live text."""
+        whole = Postings.merge(parts, n_docs)
+        df = np.diff(whole.indptr).astype(np.float64)
+        idf = np.log(1 + (n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        lengths = whole.lengths.astype(np.float64)
+        avg = float(lengths.mean()) if n_docs else 1.0
+        norm = (BM25_K1 * ((1 - BM25_B) + BM25_B * lengths / avg)).astype(np.float32)
+        tf = whole.counts.astype(np.float32)
+        column = np.repeat(np.arange(len(whole.terms)), np.diff(whole.indptr))
+        weight = idf[column] * (tf / (norm[whole.texts] + tf))
+        vocab = {term: i for i, term in enumerate(whole.terms)}
+        return cls(weight.astype(np.float32), whole.texts, whole.indptr, vocab, n_docs)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every text for ``query`` (zeros when no term is known).

@@ -1,33 +1,45 @@
-"""The on-disk index: plain files plus a manifest, written atomically.
+"""The on-disk index: immutable segments, named by generation manifests, written atomically.
 
 Layout of an index directory::
 
     CURRENT                    name of the live generation (replaced atomically)
-    generations/<version>/     one complete, immutable index generation
-        manifest.json          format, model, chunking, counts, per-file sha256
+    generations/<version>/     one index generation
+        manifest.json          format, model, chunking, live counts, each document
+                               (sha256, the segment holding it), each segment (the
+                               sha256 of its segment.json) with its tombstones: the
+                               documents deleted or replaced since it was written
+    segments/<name>/           one immutable segment, shared by the generations naming it
+        segment.json           counts and per-file sha256
         documents.jsonl        doc_id, title, source, text (offsets index this text),
                                format and page_starts (PDF) when not plain text
         chunks.jsonl           chunk_id, doc_id, start, end, n_tokens, section, sentence rows
         sentences.jsonl        doc_id, start, end, heading, section
-        sentence_vectors.npy   float32, one row per sentence
+        sentence_vectors.npy   float16, one row per sentence (memory-mapped when served)
         dense.faiss            FAISS index of chunk vectors, row i == chunk i
-        bm25/                  bm25s files (numpy arrays saved without pickle, JSON)
+        postings/              term counts per chunk and chunk lengths (numpy, JSON):
+                               BM25 weighs them with the statistics of all live chunks
     calibration.json           abstention threshold chosen by ``citeqa eval --calibrate``
     damaged/<version>/         a damaged live generation that a later write replaced
+                               (and under damaged/segments/ the segments only it named)
 
-A generation is written in ``.tmp-*``, fsynced, renamed into ``generations/``
-and only then named in ``CURRENT``: a crash at any point leaves the previous
-generation live and whole. Loading checks every file against the manifest's
-checksums and counts before FAISS or numpy reads it; when the generation named in
+A write adds what changed: a new segment (written in ``.tmp-*``, fsynced, renamed
+into ``segments/``) and a new manifest (written aside, renamed into
+``generations/``), and only then names the manifest in ``CURRENT``: a crash at any
+point leaves the previous generation live and whole. Merges (``citeqa compact``,
+and the merge policy after a write) are writes too: a merged segment and a manifest
+naming it instead of the segments it replaces. Loading checks every file against
+the checksums before FAISS or numpy reads it; when the generation named in
 ``CURRENT`` fails that check, the newest older generation that passes is served
 instead (with a warning naming the bad file), and when none passes the original
 error is raised. The next write builds on that fallback, keeps it as the previous
 generation and moves the damaged one to ``damaged/``. What crashed writers leave
-behind (``.tmp-*`` folders, temporary files, generations newer than ``CURRENT`` that
-were never made live) is ignored by loading and removed by the next writer, or by a
-load while no writer is at work.
-Folders are renamed out of ``generations/`` before they are deleted, so a crash
-mid-deletion never leaves a half-deleted folder that looks like a generation.
+behind (``.tmp-*`` folders, temporary files, generations newer than ``CURRENT``
+that were never made live, segments no kept generation names) is ignored by
+loading and removed by the next writer, or by a load while no writer is at work.
+Folders are renamed out of ``generations/`` and ``segments/`` before they are
+deleted, so a crash mid-deletion never leaves a half-deleted one in place.
+Format 1 (one folder per generation, before segments) still loads; the next write
+stores its content as a segment.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +68,26 @@ from ._exceptions import (
     IndexStoreError,
 )
 from ._fsutil import atomic_write_bytes, file_in_the_way, fsync_dir, fsync_file, sha256_file
-from ._index import FORMAT_VERSION, IndexData, SentenceTable
-from ._lexical import LexicalIndex
+from ._index import (
+    FORMAT_VERSION,
+    IndexData,
+    Segment,
+    SentenceTable,
+    assemble,
+    new_segment_name,
+)
+from ._lexical import Postings
 from ._types import Chunk, Document, Span
 
 log = logging.getLogger("citeqa")
 KEEP_GENERATIONS = 2  # the live one and the one before it
 DAMAGED_DIR = "damaged"  # damaged generations a write replaced, kept for inspection
 _GENERATION = re.compile(r"[0-9]{6,}-[0-9a-f]+")  # "<generation>-<fingerprint>", see build_index
+_SEGMENT = _GENERATION  # "<generation>-<random>", see new_segment_name
+SEGMENTS_DIR = "segments"
+SEGMENT_FILE = "segment.json"
+#: format 1 (a generation in one folder, before segments) still loads
+READABLE_FORMATS = (FORMAT_VERSION, 1)
 
 
 def _rebuild_hint(index_dir: Path) -> str:
@@ -108,120 +132,187 @@ def _write_jsonl(path: Path, rows: Any) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def _document_row(d: Document) -> dict[str, Any]:
+    return {
+        "doc_id": d.doc_id,
+        "title": d.title,
+        "source": d.source,
+        "text": d.text,
+        # absent (not written) for text: an index from before PDF support loads
+        **({"format": d.format} if d.format != "text" else {}),
+        **({"page_starts": list(d.page_starts)} if d.page_starts else {}),
+    }
+
+
+def _short_write(exc: OSError, where: Path) -> OSError:
+    if exc.errno is None:  # numpy's short write: "88320 requested and 39904 written"
+        return OSError(
+            errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(where)
+        )
+    return exc
+
+
+def _seal(tmp: Path, meta: dict[str, Any], name: str) -> None:
+    """Checksum every file of ``tmp`` into ``meta["files"]``, write ``meta`` as ``name``
+    and fsync it all."""
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        fsync_file(path)
+        files[path.relative_to(tmp).as_posix()] = {
+            "sha256": sha256_file(path), "bytes": path.stat().st_size,
+        }
+    meta["files"] = files
+    atomic_write_bytes(tmp / name, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
+    for folder in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
+        fsync_dir(folder)
+
+
+def write_segment(index_dir: Path, segment: Segment) -> dict[str, Any]:
+    """Write ``segment`` to ``segments/<name>/`` (atomically; once: a segment already
+    there is left as it is). Returns its entry for a manifest. Any process may call it
+    (a Ray worker does); only the writer holding the lock names it in a manifest."""
+    import faiss
+
+    index_dir = Path(index_dir)
+    root = index_dir / SEGMENTS_DIR
+    final = root / segment.name
+    if not _SEGMENT.fullmatch(segment.name):
+        raise ValueError(f"bad segment name {segment.name!r}")
+    if not (final / SEGMENT_FILE).is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            _write_jsonl(tmp / "documents.jsonl",
+                         (_document_row(d) for d in segment.documents.values()))
+            _write_jsonl(
+                tmp / "chunks.jsonl",
+                (
+                    {
+                        "chunk_id": c.chunk_id,
+                        "doc_id": c.doc_id,
+                        "start": c.start,
+                        "end": c.end,
+                        "n_tokens": c.n_tokens,
+                        "section": c.section,
+                        "sentence_rows": rows.tolist(),
+                    }
+                    for c, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True)
+                ),
+            )
+            st = segment.sentences
+            sections: dict[int, str | None] = {}
+            for chunk, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True):
+                for span, row in zip(chunk.sentences, rows, strict=True):
+                    sections[int(row)] = span.section
+            _write_jsonl(
+                tmp / "sentences.jsonl",
+                (
+                    {
+                        "doc_id": st.doc_ids[i],
+                        "start": int(st.starts[i]),
+                        "end": int(st.ends[i]),
+                        "heading": bool(st.is_heading[i]),
+                        "section": sections.get(i),
+                    }
+                    for i in range(len(st.doc_ids))
+                ),
+            )
+            np.save(tmp / "sentence_vectors.npy", np.asarray(st.vectors, dtype=np.float16),
+                    allow_pickle=False)
+            faiss.write_index(segment.dense, str(tmp / "dense.faiss"))
+            segment.postings.save(tmp / "postings")
+            _seal(tmp, {
+                "format_version": FORMAT_VERSION,
+                "name": segment.name,
+                "dense": {"type": type(segment.dense).__name__, "metric": "inner_product"},
+                "counts": {
+                    "documents": len(segment.documents),
+                    "chunks": len(segment.chunks),
+                    "sentences": len(st.doc_ids),
+                },
+            }, SEGMENT_FILE)
+            if final.exists():  # a crashed attempt's half folder cannot be here: renamed whole
+                _discard(index_dir, final)
+            os.rename(tmp, final)
+            fsync_dir(root)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise _short_write(exc, tmp) from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return {
+        "name": segment.name,
+        "sha256": sha256_file(final / SEGMENT_FILE),
+        "documents": len(segment.documents),
+        "chunks": len(segment.chunks),
+        "sentences": len(segment.sentences.doc_ids),
+    }
+
+
 def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) -> Path:
     """Persist ``data`` as a new generation and make it live. Returns its folder.
 
+    Only segments not yet on disk are written, so the cost is that of the change.
     ``base`` is the generation ``data`` was built from, which stays as the previous
     one; without it, the generation live until now does. They differ when the live
     one was damaged and a writer built on the older one it fell back to: that older
     one is the intact copy, so it is kept and the damaged one moved to ``damaged/``.
     """
-    import faiss
-
     index_dir = Path(index_dir)
     generations = index_dir / "generations"
     generations.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for seg in data.segments:
+        entry = write_segment(index_dir, seg)
+        entry["deleted"] = sorted(data.deleted.get(seg.name, ()))
+        entries.append(entry)
+    owner = data.segment_of()
+    counts_by_doc: dict[str, int] = {}
+    for chunk in data.chunks:
+        counts_by_doc[chunk.doc_id] = counts_by_doc.get(chunk.doc_id, 0) + 1
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "index_version": data.version,
+        "generation": data.generation,
+        "created_at": data.created_at,
+        "model": data.model,
+        "tokenizer": {"encoding": data.params.encoding},
+        "chunking": {
+            "max_tokens": data.params.max_tokens,
+            "overlap_sentences": data.params.overlap_sentences,
+        },
+        "counts": {
+            "documents": len(data.documents),
+            "chunks": len(data.chunks),
+            "sentences": len(data.sentences.doc_ids),
+            "segments": len(data.segments),
+        },
+        "segments": entries,
+        "documents": [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "sha256": d.sha256,
+                "chars": len(d.text),
+                "chunks": counts_by_doc.get(d.doc_id, 0),
+                "source": d.source,
+                "format": d.format,
+                "pages": d.pages,
+                "segment": owner[d.doc_id].name,
+            }
+            for d in data.documents.values()
+        ],
+    }
     tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        _write_jsonl(
-            tmp / "documents.jsonl",
-            (
-                {
-                    "doc_id": d.doc_id,
-                    "title": d.title,
-                    "source": d.source,
-                    "text": d.text,
-                    # absent (not written) for text: an index from before PDF support loads
-                    **({"format": d.format} if d.format != "text" else {}),
-                    **({"page_starts": list(d.page_starts)} if d.page_starts else {}),
-                }
-                for d in data.documents.values()
-            ),
-        )
-        _write_jsonl(
-            tmp / "chunks.jsonl",
-            (
-                {
-                    "chunk_id": c.chunk_id,
-                    "doc_id": c.doc_id,
-                    "start": c.start,
-                    "end": c.end,
-                    "n_tokens": c.n_tokens,
-                    "section": c.section,
-                    "sentence_rows": rows.tolist(),
-                }
-                for c, rows in zip(data.chunks, data.chunk_sentence_rows, strict=True)
-            ),
-        )
-        s = data.sentences
-        sections: dict[int, str | None] = {}
-        for chunk, rows in zip(data.chunks, data.chunk_sentence_rows, strict=True):
-            for span, row in zip(chunk.sentences, rows, strict=True):
-                sections[int(row)] = span.section
-        _write_jsonl(
-            tmp / "sentences.jsonl",
-            (
-                {
-                    "doc_id": s.doc_ids[i],
-                    "start": int(s.starts[i]),
-                    "end": int(s.ends[i]),
-                    "heading": bool(s.is_heading[i]),
-                    "section": sections.get(i),
-                }
-                for i in range(len(s.doc_ids))
-            ),
-        )
-        np.save(tmp / "sentence_vectors.npy", s.vectors.astype(np.float32), allow_pickle=False)
-        faiss.write_index(data.dense, str(tmp / "dense.faiss"))
-        data.lexical.save(tmp / "bm25")
-
-        files = {}
-        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-            fsync_file(path)
-            rel = path.relative_to(tmp).as_posix()
-            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-        counts_by_doc: dict[str, int] = {}
-        for chunk in data.chunks:
-            counts_by_doc[chunk.doc_id] = counts_by_doc.get(chunk.doc_id, 0) + 1
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "index_version": data.version,
-            "generation": data.generation,
-            "created_at": data.created_at,
-            "model": data.model,
-            "tokenizer": {"encoding": data.params.encoding},
-            "chunking": {
-                "max_tokens": data.params.max_tokens,
-                "overlap_sentences": data.params.overlap_sentences,
-            },
-            "dense": {"type": type(data.dense).__name__, "metric": "inner_product"},
-            "counts": {
-                "documents": len(data.documents),
-                "chunks": len(data.chunks),
-                "sentences": len(s.doc_ids),
-            },
-            "documents": [
-                {
-                    "doc_id": d.doc_id,
-                    "title": d.title,
-                    "sha256": d.sha256,
-                    "chars": len(d.text),
-                    "chunks": counts_by_doc.get(d.doc_id, 0),
-                    "source": d.source,
-                    "format": d.format,
-                    "pages": d.pages,
-                }
-                for d in data.documents.values()
-            ],
-            "files": files,
-        }
         atomic_write_bytes(
             tmp / "manifest.json",
             (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
         )
-        for folder in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
-            fsync_dir(folder)
+        fsync_dir(tmp)
         final = generations / data.version
         if final.exists():  # an earlier attempt at this very version: replace it
             _discard(index_dir, final)
@@ -229,11 +320,7 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
         fsync_dir(generations)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno is None:  # numpy's short write: "88320 requested and 39904 written"
-            raise OSError(
-                errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(tmp)
-            ) from exc
-        raise
+        raise _short_write(exc, tmp) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -243,24 +330,47 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
         before = None
     atomic_write_bytes(index_dir / "CURRENT", (data.version + "\n").encode())
     previous = base or before
+    keep = {data.version} | ({previous} if previous else set())
     if before is not None and before not in (previous, data.version):
-        _set_aside(index_dir, before, previous)
-    _prune(index_dir, keep={data.version} | ({previous} if previous else set()))
+        _set_aside(index_dir, before, previous, _named_segments(index_dir, keep) or set())
+    _prune(index_dir, keep=keep)
     return final
 
 
-def _set_aside(index_dir: Path, damaged: str, previous: str | None) -> None:
-    """Move a damaged generation out of ``generations/`` instead of deleting it: it may
-    hold the only copy of a document (one added over HTTP), readable in part."""
+def _named_segments(index_dir: Path, versions: set[str]) -> set[str] | None:
+    """The segments the manifests of ``versions`` name; None when one of them cannot
+    be read (then no segment may be deleted: it might be one that manifest names)."""
+    names: set[str] = set()
+    for version in versions:
+        try:
+            manifest = read_manifest(index_dir, version)
+        except IndexStoreError:
+            return None
+        for entry in manifest.get("segments") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                names.add(entry["name"])
+    return names
+
+
+def _set_aside(index_dir: Path, damaged: str, previous: str | None, kept: set[str]) -> None:
+    """Move a damaged generation, and the segments only it names, out of the way
+    instead of deleting them: they may hold the only copy of a document (one added
+    over HTTP), readable in part. ``kept``: the segments the kept generations name."""
     source = index_dir / "generations" / damaged
     if not source.is_dir():
         return
+    own = (_named_segments(index_dir, {damaged}) or set()) - kept
     target = index_dir / DAMAGED_DIR / damaged
     target.parent.mkdir(exist_ok=True)
     if target.exists():
         target = target.with_name(f"{damaged}-{uuid.uuid4().hex[:8]}")
     os.rename(source, target)
     fsync_dir(index_dir / "generations")
+    for name in sorted(own):
+        segment = index_dir / SEGMENTS_DIR / name
+        if segment.is_dir():
+            (index_dir / DAMAGED_DIR / SEGMENTS_DIR).mkdir(exist_ok=True)
+            os.rename(segment, index_dir / DAMAGED_DIR / SEGMENTS_DIR / name)
     fsync_dir(target.parent)
     log.warning(
         "moved the damaged generation %s to %s; %s stays as the previous one",
@@ -300,6 +410,21 @@ def _prune(index_dir: Path, keep: set[str]) -> None:
     for gen in sorted((index_dir / "generations").iterdir(), key=lambda p: p.name):
         if gen.name not in keep:
             _discard(index_dir, gen)
+    _prune_segments(index_dir, _named_segments(index_dir, keep))
+
+
+def _prune_segments(index_dir: Path, named: set[str] | None) -> list[Path]:
+    """Delete the segments no kept generation names (merged away, or written by a
+    crashed write); none when ``named`` is None. Call only while holding the lock."""
+    removed: list[Path] = []
+    if named is None:
+        return removed
+    root = index_dir / SEGMENTS_DIR
+    for segment in sorted(root.iterdir()) if root.is_dir() else []:
+        if segment.name not in named:
+            _discard(index_dir, segment)
+            removed.append(segment)
+    return removed
 
 
 def clean_leftovers(index_dir: Path) -> list[Path]:
@@ -323,10 +448,15 @@ def clean_leftovers(index_dir: Path) -> list[Path]:
             removed = _remove_leftovers(index_dir)
             generations = index_dir / "generations"
             # Written completely but never named in CURRENT: a crash between the two steps.
+            kept = []
             for gen in sorted(generations.iterdir()) if generations.is_dir() else []:
                 if gen.name > current:
                     _discard(index_dir, gen)
                     removed.append(gen)
+                else:
+                    kept.append(gen.name)
+            if current in kept:
+                removed += _prune_segments(index_dir, _named_segments(index_dir, set(kept)))
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
     if removed:
@@ -391,8 +521,17 @@ def _read_jsonl(path: Path, hint: str) -> list[dict[str, Any]]:
         raise IndexCorruptError(f"{path} cannot be read ({exc}); {hint}") from None
 
 
-def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> IndexData:
+def load_index(
+    index_dir: Path,
+    *,
+    model: dict[str, Any] | None = None,
+    loaded: Iterable[Segment] = (),
+) -> IndexData:
     """Load the live generation, verified; ``model`` is what the caller will embed with.
+
+    ``loaded``: segments already in memory (an index this process loaded before);
+    those the generation names are reused as they are, not read and checked again
+    (a segment never changes), so loading after a small write costs little.
 
     When the generation named in ``CURRENT`` is damaged (an ``IndexCorruptError``), the
     newest older generation that verifies is loaded instead and a warning names the bad
@@ -402,14 +541,15 @@ def load_index(index_dir: Path, *, model: dict[str, Any] | None = None) -> Index
     index_dir = Path(index_dir)
     version = current_version(index_dir)
     clean_leftovers(index_dir)
+    known = {seg.name: seg for seg in loaded}
     try:
-        return _load_generation(index_dir, version, model)
+        return _load_generation(index_dir, version, model, known)
     except IndexCorruptError as exc:
         if not (index_dir / "generations" / version).is_dir():
             raise  # CURRENT names no generation at all: the pointer is damaged, not the data
         for older in _older_generations(index_dir, version):
             try:
-                data = _load_generation(index_dir, older, model)
+                data = _load_generation(index_dir, older, model, known)
             except IndexStoreError:
                 continue
             log.warning(
@@ -430,23 +570,22 @@ def _older_generations(index_dir: Path, version: str) -> list[str]:
     return sorted((n for n in names if n < version and _GENERATION.fullmatch(n)), reverse=True)
 
 
-def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None) -> IndexData:
-    import faiss
-
+def _load_generation(
+    index_dir: Path, version: str, model: dict[str, Any] | None, known: dict[str, Segment]
+) -> IndexData:
     folder = index_dir / "generations" / version
     hint = _rebuild_hint(index_dir)
     manifest = read_manifest(index_dir, version)
-    if manifest.get("format_version") == FORMAT_VERSION and manifest.get(
-        "index_version"
-    ) != version:
+    fmt = manifest.get("format_version")
+    if fmt in READABLE_FORMATS and manifest.get("index_version") != version:
         raise IndexCorruptError(
             f"{folder / 'manifest.json'} names index version {manifest.get('index_version')!r}, "
             f"not {version!r}; {hint}"
         )
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if fmt not in READABLE_FORMATS:
         why = (
-            f"index at {index_dir} has format {manifest.get('format_version')!r}, this citeqa "
-            f"reads format {FORMAT_VERSION}"
+            f"index at {index_dir} has format {fmt!r}, this citeqa reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}"
         )
         raise IndexMismatchError(f"{why}; {hint}", reason=why)
     if model is not None and manifest.get("model") != model:
@@ -457,8 +596,93 @@ def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None
         raise IndexMismatchError(
             f"{why}; {hint}, or configure the model it was built with", reason=why
         )
-    _check_files(folder, manifest, hint)
+    chunking = manifest.get("chunking", {})
+    params = ChunkingParams(
+        max_tokens=int(chunking.get("max_tokens", 0)),
+        overlap_sentences=int(chunking.get("overlap_sentences", 0)),
+        encoding=manifest.get("tokenizer", {}).get("encoding", ""),
+    )
+    generation = int(manifest.get("generation", 0))
+    try:
+        if fmt == FORMAT_VERSION:
+            entries = manifest.get("segments")
+            if not isinstance(entries, list):
+                raise IndexCorruptError(f"{folder / 'manifest.json'} lists no segments; {hint}")
+            segments = [_segment(index_dir, entry, known, hint) for entry in entries]
+            deleted = {
+                e["name"]: frozenset(str(d) for d in e.get("deleted", ())) for e in entries
+            }
+        else:  # format 1: the whole generation in its folder, read as one segment
+            segments = [_load_segment_files(folder, manifest, new_segment_name(generation),
+                                            hint, legacy=True)]
+            deleted = {}
+        data = assemble(
+            segments, deleted, version=version, generation=generation,
+            model=manifest["model"], params=params,
+            created_at=str(manifest.get("created_at", "")),
+        )
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise IndexCorruptError(
+            f"index files of {folder} are inconsistent ({exc!r}); {hint}"
+        ) from None
+    counts = manifest.get("counts", {})
+    expected = (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
+    actual = (len(data.documents), len(data.chunks), len(data.sentences.doc_ids))
+    if expected != actual:
+        raise IndexCorruptError(
+            f"index in {folder} disagrees with its manifest: documents/chunks/sentences "
+            f"{actual}, manifest says {expected}; {hint}"
+        )
+    listed = {m.get("doc_id"): m.get("sha256") for m in manifest.get("documents", [])}
+    if listed != {d.doc_id: d.sha256 for d in data.documents.values()}:
+        raise IndexCorruptError(f"{folder / 'manifest.json'} disagrees with the documents; {hint}")
+    return data
 
+
+def load_segment(index_dir: Path, name: str) -> Segment:
+    """Read and check the segment ``segments/<name>/`` (one ``write_segment`` wrote,
+    in this process or another), to name it in the next generation."""
+    index_dir = Path(index_dir)
+    meta_path = index_dir / SEGMENTS_DIR / name / SEGMENT_FILE
+    try:
+        digest = sha256_file(meta_path)
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{meta_path} is missing") from None
+    return _segment(index_dir, {"name": name, "sha256": digest}, {}, _rebuild_hint(index_dir))
+
+
+def _segment(index_dir: Path, entry: Any, known: dict[str, Segment], hint: str) -> Segment:
+    """The segment a manifest entry names: from ``known`` or read and checked."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    if not isinstance(name, str) or not _SEGMENT.fullmatch(name):
+        raise IndexCorruptError(f"a manifest names a bad segment {entry!r}; {hint}")
+    folder = index_dir / SEGMENTS_DIR / name
+    meta_path = folder / SEGMENT_FILE
+    if not meta_path.is_file():
+        raise IndexCorruptError(f"{meta_path} is missing; {hint}")
+    if sha256_file(meta_path) != entry.get("sha256"):
+        raise IndexCorruptError(
+            f"{meta_path} does not match its checksum in the manifest; {hint}"
+        )
+    if name in known:
+        return known[name]
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{meta_path} is not valid JSON ({exc}); {hint}") from None
+    if not isinstance(meta, dict):
+        raise IndexCorruptError(f"{meta_path} is not an object; {hint}")
+    return _load_segment_files(folder, meta, name, hint, legacy=False)
+
+
+def _load_segment_files(
+    folder: Path, meta: dict[str, Any], name: str, hint: str, *, legacy: bool
+) -> Segment:
+    """Read a segment's files (or, ``legacy``, a format-1 generation's) after checking
+    them against ``meta``'s checksums and counts."""
+    import faiss
+
+    _check_files(folder, meta, hint)
     try:
         docs = [
             Document(
@@ -496,15 +720,20 @@ def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None
                 )
             )
             rows_per_chunk.append(rows)
-        vectors = np.load(folder / "sentence_vectors.npy", allow_pickle=False)
+        if legacy:
+            vectors = np.load(folder / "sentence_vectors.npy", allow_pickle=False).astype(
+                np.float16
+            )
+            postings = Postings.build([c.text for c in chunks])
+        else:
+            vectors = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False)
+            postings = Postings.load(folder / "postings", len(chunks))
         dense = faiss.read_index(str(folder / "dense.faiss"))
-        lexical = LexicalIndex.load(folder / "bm25", len(chunks))
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise IndexCorruptError(
             f"index files in {folder} are inconsistent ({exc!r}); {hint}"
         ) from None
-
-    counts = manifest.get("counts", {})
+    counts = meta.get("counts", {})
     expected = (counts.get("documents"), counts.get("chunks"), counts.get("sentences"))
     actual = (len(docs), len(chunks), len(spans))
     if expected != actual or dense.ntotal != len(chunks) or len(vectors) != len(spans):
@@ -512,34 +741,18 @@ def _load_generation(index_dir: Path, version: str, model: dict[str, Any] | None
             f"index in {folder} disagrees with its manifest: documents/chunks/sentences "
             f"{actual}, vectors {dense.ntotal}/{len(vectors)}, manifest says {expected}; {hint}"
         )
-    for meta in manifest.get("documents", []):
-        known = by_id.get(meta.get("doc_id"))
-        if known is None or known.sha256 != meta.get("sha256"):
-            raise IndexCorruptError(
-                f"{folder / 'documents.jsonl'} disagrees with the manifest; {hint}"
-            )
-    chunking = manifest.get("chunking", {})
-    params = ChunkingParams(
-        max_tokens=int(chunking.get("max_tokens", 0)),
-        overlap_sentences=int(chunking.get("overlap_sentences", 0)),
-        encoding=manifest.get("tokenizer", {}).get("encoding", ""),
-    )
-    return IndexData(
-        version=version,
-        generation=int(manifest.get("generation", 0)),
-        model=manifest["model"],
-        params=params,
+    return Segment(
+        name=name,
         documents=by_id,
         chunks=chunks,
         chunk_sentence_rows=rows_per_chunk,
-        dense=dense,
         sentences=SentenceTable(
-            doc_ids=[s for s in (r["doc_id"] for r in sent_rows)],
-            starts=np.asarray([s.start for s in spans], dtype=np.int64),
-            ends=np.asarray([s.end for s in spans], dtype=np.int64),
-            is_heading=np.asarray([s.is_heading for s in spans], dtype=bool),
-            vectors=np.asarray(vectors, dtype=np.float32),
+            doc_ids=[r["doc_id"] for r in sent_rows],
+            starts=np.asarray([sp.start for sp in spans], dtype=np.int64),
+            ends=np.asarray([sp.end for sp in spans], dtype=np.int64),
+            is_heading=np.asarray([sp.is_heading for sp in spans], dtype=bool),
+            vectors=vectors,
         ),
-        lexical=lexical,
-        created_at=str(manifest.get("created_at", "")),
+        dense=dense,
+        postings=postings,
     )
