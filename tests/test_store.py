@@ -22,6 +22,7 @@ from citeqa import (
     make_document,
 )
 from citeqa._index import FORMAT_VERSION, IndexData, build_index, model_info
+from citeqa._fsutil import sha256_file
 from citeqa._store import KEEP_GENERATIONS, current_version, load_index, read_manifest, write_index
 
 REBUILD = "rebuild it with: citeqa index --index-dir"
@@ -61,6 +62,12 @@ def live_folder(index_dir: Path) -> Path:
     return index_dir / "generations" / current_version(index_dir)
 
 
+def segment_folder(index_dir: Path) -> Path:
+    """The folder of the live generation's newest segment."""
+    name = read_manifest(index_dir)["segments"][-1]["name"]
+    return index_dir / "segments" / name
+
+
 def assert_same_index(a: IndexData, b: IndexData) -> None:
     assert a.version == b.version and a.generation == b.generation
     assert a.model == b.model and a.params == b.params
@@ -90,8 +97,8 @@ def test_round_trip(written: Path, data: IndexData) -> None:
 
 
 def test_layout_and_manifest(written: Path, data: IndexData) -> None:
-    folder = live_folder(written)
     assert (written / "CURRENT").read_text(encoding="utf-8") == data.version + "\n"
+    assert sorted(p.name for p in live_folder(written).iterdir()) == ["manifest.json"]
     manifest = read_manifest(written)
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["index_version"] == data.version
@@ -102,28 +109,57 @@ def test_layout_and_manifest(written: Path, data: IndexData) -> None:
         "documents": 2,
         "chunks": len(data.chunks),
         "sentences": len(data.sentences.doc_ids),
+        "segments": 1,
     }
+    (entry,) = manifest["segments"]
+    folder = written / "segments" / entry["name"]
+    assert entry["deleted"] == [] and entry["chunks"] == len(data.chunks)
+    assert entry["sha256"] == sha256_file(folder / "segment.json")
     by_id = {d["doc_id"]: d for d in manifest["documents"]}
     for doc in data.documents.values():
         assert by_id[doc.doc_id]["sha256"] == doc.sha256
         assert by_id[doc.doc_id]["chars"] == len(doc.text)
+        assert by_id[doc.doc_id]["segment"] == entry["name"]
+    meta = json.loads((folder / "segment.json").read_text())
     on_disk = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
-        if p.is_file() and p.name != "manifest.json"
+        if p.is_file() and p.name != "segment.json"
     )
-    assert sorted(manifest["files"]) == on_disk
+    assert sorted(meta["files"]) == on_disk
     for name in ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "sentence_vectors.npy",
-                 "dense.faiss"):
-        assert name in manifest["files"]
-    assert any(name.startswith("bm25/") for name in manifest["files"])
+                 "dense.faiss", "postings/terms.json", "postings/counts.npy"):
+        assert name in meta["files"]
+    vectors = np.load(folder / "sentence_vectors.npy")
+    assert vectors.dtype == np.float16 and len(vectors) == len(data.sentences.doc_ids)
     assert not [p for p in written.rglob("*") if p.suffix in (".pkl", ".pickle")]
     assert not list(written.glob(".tmp-*"))
 
 
+def test_a_write_adds_a_segment_and_tombstones(written: Path, data: IndexData) -> None:
+    """Adding a document writes only its segment; replacing one records a tombstone in
+    the segment that held it, and the old generation's files are untouched."""
+    first = read_manifest(written)["segments"][0]["name"]
+    before = {p: p.stat().st_mtime_ns for p in (written / "segments").rglob("*")}
+    changed = make_document("# Extra 0\n\nNow about koalas only.", doc_id="extra-0")
+    docs = [d for d in data.documents.values() if d.doc_id != "extra-0"]
+    nxt, stats = build_index([*docs, changed, extra_doc(1)], HashingEmbedder(), previous=data)
+    write_index(written, nxt)
+    manifest = read_manifest(written)
+    assert [e["name"] for e in manifest["segments"]][0] == first
+    assert manifest["segments"][0]["deleted"] == ["extra-0"]
+    assert manifest["segments"][1]["documents"] == 2  # extra-0 (new text) and extra-1
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # nothing rewritten
+    loaded = load_index(written)
+    assert "koalas" in loaded.documents["extra-0"].text
+    assert_same_index(nxt, loaded)
+    fresh, _ = build_index([*docs, changed, extra_doc(1)], HashingEmbedder())
+    assert loaded.chunks == fresh.chunks  # the rows one segment would give
+
+
 def test_leftover_tmp_dir_is_ignored_then_cleaned(written: Path, data: IndexData) -> None:
     leftover = written / ".tmp-crashed"
-    (leftover / "bm25").mkdir(parents=True)
+    (leftover / "postings").mkdir(parents=True)
     (leftover / "chunks.jsonl").write_text("half a line")
     assert load_index(written).version == data.version
     again, _ = build_index(
@@ -210,17 +246,32 @@ def flip_byte(path: Path, offset: int) -> None:
          "chunks.jsonl"),
         (lambda f: (f / "documents.jsonl").write_text(""), "documents.jsonl"),
         (lambda f: (f / "sentences.jsonl").unlink(), "sentences.jsonl"),
-        (lambda f: next((f / "bm25").iterdir()).unlink(), "bm25"),
-        (lambda f: (f / "manifest.json").unlink(), "manifest.json"),
-        (lambda f: (f / "manifest.json").write_text("{not json"), "manifest.json"),
-        (lambda f: (f / "manifest.json").write_text("[]"), "manifest.json"),
+        (lambda f: (f / "postings" / "counts.npy").unlink(), "counts.npy"),
+        (lambda f: (f / "segment.json").unlink(), "segment.json"),
+        (lambda f: (f / "segment.json").write_text("{}"), "segment.json"),
     ],
     ids=["flip-dense", "flip-vectors", "truncate-chunks", "empty-documents", "no-sentences",
-         "no-bm25-file", "no-manifest", "bad-manifest-json", "manifest-not-object"],
+         "no-postings-file", "no-segment-meta", "other-segment-meta"],
 )
-def test_corrupt_files_are_refused_by_name(written: Path, damage, file_name: str) -> None:  # type: ignore[no-untyped-def]
-    damage(live_folder(written))
+def test_corrupt_segment_files_are_refused_by_name(written: Path, damage, file_name: str) -> None:  # type: ignore[no-untyped-def]
+    damage(segment_folder(written))
     with pytest.raises(IndexCorruptError, match=re.escape(file_name)) as exc:
+        load_index(written, model=model_info(HashingEmbedder()))
+    assert REBUILD in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: (f / "manifest.json").unlink(),
+        lambda f: (f / "manifest.json").write_text("{not json"),
+        lambda f: (f / "manifest.json").write_text("[]"),
+    ],
+    ids=["no-manifest", "bad-manifest-json", "manifest-not-object"],
+)
+def test_corrupt_manifests_are_refused_by_name(written: Path, damage) -> None:  # type: ignore[no-untyped-def]
+    damage(live_folder(written))
+    with pytest.raises(IndexCorruptError, match="manifest.json") as exc:
         load_index(written, model=model_info(HashingEmbedder()))
     assert REBUILD in str(exc.value)
 
@@ -234,12 +285,18 @@ def test_manifest_counts_that_disagree_are_refused(written: Path) -> None:
         load_index(written)
 
 
-def test_manifest_without_files_is_refused(written: Path) -> None:
+@pytest.mark.parametrize("change", [
+    lambda m: m.update(segments=None),
+    lambda m: m["segments"][0].update(name="../outside"),
+    lambda m: m["segments"][0].update(deleted=[]) or m["documents"].pop(),
+    lambda m: m.update(segments=m["segments"] * 2),
+], ids=["no-segments", "bad-segment-name", "documents-disagree", "document-in-two-segments"])
+def test_manifest_that_does_not_hold_together_is_refused(written: Path, change) -> None:  # type: ignore[no-untyped-def]
     path = live_folder(written) / "manifest.json"
     manifest = json.loads(path.read_text())
-    manifest["files"] = {}
+    change(manifest)
     path.write_text(json.dumps(manifest))
-    with pytest.raises(IndexCorruptError, match="lists no files"):
+    with pytest.raises(IndexCorruptError, match="manifest|segment|inconsistent"):
         load_index(written)
 
 
@@ -297,10 +354,7 @@ def test_format_and_page_starts_round_trip(tmp_path: Path) -> None:
     assert loaded.documents["paged"].page_starts == (0, 22)
     assert loaded.documents["plain"].format == "text"
     assert loaded.documents["plain"].page_starts == ()
-    rows = [
-        json.loads(line)
-        for line in (tmp_path / "generations" / data.version / "documents.jsonl").open()
-    ]
+    rows = [json.loads(line) for line in (segment_folder(tmp_path) / "documents.jsonl").open()]
     # a plain-text row is written as before PDF support, so older citeqa reads it too
     assert set(next(r for r in rows if r["doc_id"] == "plain")) == {
         "doc_id", "title", "source", "text"

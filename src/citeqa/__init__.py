@@ -4,7 +4,7 @@ from ._answer import ABSTAIN_TEXT, SummaryParams
 from ._chunking import Chunker, ChunkingParams
 from ._documents import load_documents, make_document
 from ._embedding import Embedder, HashingEmbedder, SentenceTransformerEmbedder
-from ._engine import Engine, index_corpus
+from ._engine import CompactStats, Engine, compact, index_corpus
 from ._exceptions import (
     CiteqaError,
     DocumentConflictError,
@@ -29,6 +29,7 @@ __all__ = [
     "Chunker",
     "ChunkingParams",
     "Citation",
+    "CompactStats",
     "CiteqaError",
     "Document",
     "DocumentConflictError",
@@ -46,6 +47,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "SummaryParams",
     "build_index",
+    "compact",
     "index_corpus",
     "load_documents",
     "make_document",

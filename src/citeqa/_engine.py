@@ -153,6 +153,49 @@ def index_corpus(
     return stats
 
 
+@dataclasses.dataclass(frozen=True)
+class CompactStats:
+    segments_before: int
+    segments_after: int
+    chunks: int
+    #: chunks of deleted or replaced documents the merge dropped
+    expunged_chunks: int
+    seconds: float
+    version: str
+
+
+def compact(index_dir: str | Path, *, everything: bool = True) -> CompactStats:
+    """Merge the index's segments: all into one (``everything``), or those the merge
+    policy picks. Nothing is embedded; answers stay the same. A new generation like any
+    write: a crash leaves the previous one live, and a server picks it up on refresh."""
+    import time
+
+    from ._index import merge, plan_merges
+
+    index_dir = Path(index_dir)
+    started = time.perf_counter()
+    with writer_lock(index_dir):
+        data = load_index(index_dir)
+        groups = [list(data.segments)] if everything else plan_merges(data)
+        groups = [g for g in groups if len(g) > 1 or data.deleted.get(g[0].name)]
+        total = sum(len(seg.chunks) for seg in data.segments)
+        if not groups:
+            return CompactStats(len(data.segments), len(data.segments), len(data.chunks), 0,
+                                time.perf_counter() - started, data.version)
+        merged = merge(data, groups)
+        merged.generation = data.generation + 1
+        merged.version = f"{merged.generation:06d}-{data.version.split('-', 1)[1]}"
+        write_index(index_dir, merged, base=data.version)
+    return CompactStats(
+        segments_before=len(data.segments),
+        segments_after=len(merged.segments),
+        chunks=len(merged.chunks),
+        expunged_chunks=total - sum(len(seg.chunks) for seg in merged.segments),
+        seconds=time.perf_counter() - started,
+        version=merged.version,
+    )
+
+
 def _same_content(a: IndexData, b: IndexData) -> bool:
     """Whether two generations hold the same documents, model and parameters: a version
     is "<generation>-<fingerprint of those>"."""
@@ -459,7 +502,9 @@ class Engine:
             self._seen_on_disk = (on_disk, stamp)  # before loading: a bad one is tried once
         index = self.index
         if on_disk != index.version:
-            fresh = load_index(self.index_dir, model=model_info(self.embedder))
+            fresh = load_index(
+                self.index_dir, model=model_info(self.embedder), loaded=index.segments
+            )
             if fresh.version != index.version:  # else it fell back to ours (damaged on disk)
                 index = fresh
         summary = self.summary

@@ -154,19 +154,20 @@ class Segment:
     postings: Postings  # term counts of the chunks
 
     def vectors_by_text(self, doc_ids: Iterable[str] | None = None) -> dict[str, np.ndarray]:
-        """Vectors by sha256 of their text (of ``doc_ids`` only, if given)."""
+        """Vectors by sha256 of their text (of ``doc_ids`` only, if given): float32 for
+        a chunk's text, float16 (as stored) for a sentence's."""
         wanted = None if doc_ids is None else set(doc_ids)
         cache: dict[str, np.ndarray] = {}
-        chunk_rows = [i for i, c in enumerate(self.chunks) if wanted is None or c.doc_id in wanted]
-        if chunk_rows:
-            vectors = self.dense.reconstruct_n(0, self.dense.ntotal)
-            for i in chunk_rows:
-                cache[sha256_text(self.chunks[i].text)] = vectors[i]
         s = self.sentences
         for i, doc_id in enumerate(s.doc_ids):
             if wanted is None or doc_id in wanted:
                 text = self.documents[doc_id].text[s.starts[i] : s.ends[i]]
-                cache[sha256_text(text)] = np.asarray(s.vectors[i], dtype=np.float32)
+                cache[sha256_text(text)] = np.asarray(s.vectors[i])  # float16
+        chunk_rows = [i for i, c in enumerate(self.chunks) if wanted is None or c.doc_id in wanted]
+        if chunk_rows:  # float32, and a chunk's vector wins over an equal sentence's
+            vectors = self.dense.reconstruct_n(0, self.dense.ntotal)
+            for i in chunk_rows:
+                cache[sha256_text(self.chunks[i].text)] = vectors[i]
         return cache
 
 
@@ -441,12 +442,16 @@ def build_segment(
     sent_texts = [by_id[d].text[s:e] for d, (s, e, _) in zip(sent_docs, sent_bounds, strict=True)]
 
     # A vector depends only on the model and the text: reuse every one seen before.
+    # A sentence's vector is kept as float16, so a chunk takes only a float32 one.
     cache = dict(cache or {})
     all_texts = [c.text for c in chunks] + sent_texts
     hashes = [sha256_text(t) for t in all_texts]
     missing: dict[str, str] = {}
-    for h, text in zip(hashes, all_texts, strict=True):
-        if h not in cache and h not in missing:
+    for i, (h, text) in enumerate(zip(hashes, all_texts, strict=True)):
+        known = cache.get(h)
+        if (known is None or (i < len(chunks) and known.dtype != np.float32)) and (
+            h not in missing
+        ):
             missing[h] = text
     if missing:
         tick = progress(len(missing)) if progress else None
@@ -615,10 +620,10 @@ def build_index(
         changed = docs
         same_model = previous is not None and previous.model == model
         cache = previous.vector_cache() if same_model and previous is not None else {}
-    embedded = reused = 0
+    embedded = hits = 0
     new: list[Segment] = []
     if changed:
-        segment, embedded, reused = build_segment(
+        segment, embedded, hits = build_segment(
             changed, embedder, params, name=new_segment_name(generation), cache=cache,
             progress=progress, batch_size=batch_size,
         )
@@ -631,7 +636,10 @@ def build_index(
         chunks=len(data.chunks),
         sentences=len(data.sentences.doc_ids),
         embedded=embedded,
-        reused=reused,
+        # vectors not made now: the new segment's cache hits, and the kept documents'
+        reused=hits + len(data.chunks) + len(data.sentences.doc_ids) - sum(
+            len(seg.chunks) + len(seg.sentences.doc_ids) for seg in new
+        ),
         seconds=time.perf_counter() - started,
     )
     return data, stats

@@ -81,6 +81,23 @@ def _progress_factory() -> Any:
     return start
 
 
+def cmd_compact(args: argparse.Namespace) -> int:
+    from ._engine import compact
+
+    index_dir = args.index_dir or _settings().index_dir
+    stats = compact(index_dir, everything=not args.policy)
+    if stats.segments_after == stats.segments_before and not stats.expunged_chunks:
+        print(f"index at {index_dir} has {stats.segments_before} segments and nothing to "
+              "merge: nothing written")
+        return 0
+    print(
+        f"merged {stats.segments_before} segments into {stats.segments_after} "
+        f"({stats.chunks} chunks, {stats.expunged_chunks} deleted chunks dropped) in "
+        f"{stats.seconds:.2f} s: generation {stats.version}"
+    )
+    return 0
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from ._chunking import ChunkingParams
     from ._documents import SUFFIXES, load_documents, skipped_files
@@ -300,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--index-dir", type=_path)
     p.set_defaults(func=cmd_mcp)
+
+    p = sub.add_parser(
+        "compact",
+        help="merge the index's segments into one (answers stay the same; nothing is embedded)",
+    )
+    p.add_argument("--index-dir", type=_path)
+    p.add_argument(
+        "--policy",
+        action="store_true",
+        help="merge only what the automatic merge policy would (tiers of 10 segments of "
+        "similar size, segments mostly deleted)",
+    )
+    p.set_defaults(func=cmd_compact)
 
     p = sub.add_parser("eval", help="measure answer quality on a question set")
     p.add_argument("questions", type=_path, help="question set, JSON lines")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +12,14 @@ import pytest
 
 from citeqa import Document, HashingEmbedder, IndexCorruptError, IndexMismatchError
 from citeqa._index import IndexData, build_index, model_info
-from citeqa._store import clean_leftovers, current_version, load_index, write_index, writer_lock
+from citeqa._store import (
+    _load_generation,
+    clean_leftovers,
+    current_version,
+    load_index,
+    write_index,
+    writer_lock,
+)
 
 MODEL = model_info(HashingEmbedder())
 
@@ -53,17 +60,35 @@ def cut(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
-DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
-    "flip-dense": (lambda f: flip(f / "dense.faiss", -20), "dense.faiss"),
-    "cut-dense": (lambda f: cut(f / "dense.faiss"), "dense.faiss"),
-    "flip-vectors": (lambda f: flip(f / "sentence_vectors.npy", 200), "sentence_vectors.npy"),
-    "cut-chunks": (lambda f: cut(f / "chunks.jsonl"), "chunks.jsonl"),
-    "flip-documents": (lambda f: flip(f / "documents.jsonl", 30), "documents.jsonl"),
-    "no-sentences": (lambda f: (f / "sentences.jsonl").unlink(), "sentences.jsonl"),
-    "no-bm25-file": (lambda f: next((f / "bm25").iterdir()).unlink(), "bm25"),
-    "no-manifest": (lambda f: (f / "manifest.json").unlink(), "manifest.json"),
-    "cut-manifest": (lambda f: cut(f / "manifest.json"), "manifest.json"),
-    "empty-folder": (lambda f: [p.unlink() for p in f.rglob("*") if p.is_file()], "manifest.json"),
+def own_segment(index: Path, version: str) -> Path:
+    """The segment only ``version`` names: the one its write added."""
+    manifest = json.loads((index / "generations" / version / "manifest.json").read_text())
+    return index / "segments" / manifest["segments"][-1]["name"]
+
+
+def manifest_of(index: Path, version: str) -> Path:
+    return index / "generations" / version
+
+
+#: damage done to the live generation: (what it does, given the index and the version;
+#: the file the error names)
+DAMAGE: dict[str, tuple[Callable[[Path, str], None], str]] = {
+    "flip-dense": (lambda i, v: flip(own_segment(i, v) / "dense.faiss", -20), "dense.faiss"),
+    "cut-dense": (lambda i, v: cut(own_segment(i, v) / "dense.faiss"), "dense.faiss"),
+    "flip-vectors": (lambda i, v: flip(own_segment(i, v) / "sentence_vectors.npy", 200),
+                     "sentence_vectors.npy"),
+    "cut-chunks": (lambda i, v: cut(own_segment(i, v) / "chunks.jsonl"), "chunks.jsonl"),
+    "flip-documents": (lambda i, v: flip(own_segment(i, v) / "documents.jsonl", 30),
+                       "documents.jsonl"),
+    "no-sentences": (lambda i, v: (own_segment(i, v) / "sentences.jsonl").unlink(),
+                     "sentences.jsonl"),
+    "no-postings-file": (lambda i, v: (own_segment(i, v) / "postings" / "terms.json").unlink(),
+                         "terms.json"),
+    "no-segment-meta": (lambda i, v: (own_segment(i, v) / "segment.json").unlink(),
+                        "segment.json"),
+    "no-segment": (lambda i, v: shutil.rmtree(own_segment(i, v)), "segment.json"),
+    "no-manifest": (lambda i, v: (manifest_of(i, v) / "manifest.json").unlink(), "manifest.json"),
+    "cut-manifest": (lambda i, v: cut(manifest_of(i, v) / "manifest.json"), "manifest.json"),
 }
 
 
@@ -74,7 +99,7 @@ def test_damaged_live_generation_falls_back_to_the_previous_one(
 ) -> None:
     _, first, second = two_generations
     damage, file_name = DAMAGE[name]
-    damage(index / "generations" / second.version)
+    damage(index, second.version)
     with caplog.at_level(logging.WARNING, logger="citeqa"):
         loaded = load_index(index, model=MODEL)
     # The whole previous generation: its documents, and vectors that agree with them.
@@ -93,11 +118,13 @@ def test_when_no_generation_verifies_the_original_error_is_raised(
 ) -> None:
     _, first, second = two_generations
     damage, file_name = DAMAGE[name]
-    damage(index / "generations" / second.version)
-    flip(index / "generations" / first.version / "chunks.jsonl", 5)
-    with pytest.raises(IndexCorruptError, match=re.escape(file_name)) as exc:
+    damage(index, second.version)
+    flip(own_segment(index, first.version) / "chunks.jsonl", 5)  # the segment both name
+    with pytest.raises(IndexCorruptError) as live:
+        _load_generation(index, second.version, MODEL, {})
+    with pytest.raises(IndexCorruptError) as exc:
         load_index(index, model=MODEL)
-    assert second.version in str(exc.value)  # it names the live generation's file
+    assert str(exc.value) == str(live.value)  # the live generation's error, not the fallback's
 
 
 def test_a_model_mismatch_never_falls_back(index: Path) -> None:
@@ -112,7 +139,7 @@ def test_a_generation_newer_than_current_is_never_a_fallback(
     # A crash after the rename, before CURRENT moved: the new folder was never acknowledged.
     _, first, second = two_generations
     (index / "CURRENT").write_text(first.version + "\n")
-    flip(index / "generations" / first.version / "dense.faiss", -20)
+    flip(own_segment(index, first.version) / "dense.faiss", -20)
     with pytest.raises(IndexCorruptError, match="dense.faiss"):
         load_index(index, model=MODEL)
 
@@ -132,7 +159,7 @@ def test_leftovers_are_cleaned_on_load_but_not_under_a_writer(
 ) -> None:
     _, first, second = two_generations
     tmp_dir = index / ".tmp-crashed"
-    (tmp_dir / "bm25").mkdir(parents=True)
+    (tmp_dir / "postings").mkdir(parents=True)
     (tmp_dir / "chunks.jsonl").write_text("half a line")
     tmp_file = index / ".CURRENT.tmp-12345"
     tmp_file.write_text("0000")
@@ -169,7 +196,8 @@ def test_a_write_over_a_damaged_generation_keeps_the_intact_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     _, first, second = two_generations
-    flip(index / "generations" / second.version / "documents.jsonl", 30)
+    damaged_segment = own_segment(index, second.version)
+    flip(damaged_segment / "documents.jsonl", 30)
     base = load_index(index, model=MODEL)  # the fallback, as a writer would load it
     third, _ = build_index([*base.documents.values(), extra(2)], HashingEmbedder(), previous=base)
     with caplog.at_level(logging.WARNING, logger="citeqa"):
@@ -178,6 +206,8 @@ def test_a_write_over_a_damaged_generation_keeps_the_intact_one(
     assert sorted(p.name for p in (index / "generations").iterdir()) == sorted(
         [first.version, third.version]
     )
-    assert (index / "damaged" / second.version / "documents.jsonl").is_file()
+    assert (index / "damaged" / second.version / "manifest.json").is_file()
+    assert (index / "damaged" / "segments" / damaged_segment.name / "documents.jsonl").is_file()
+    assert not damaged_segment.exists()
     assert f"moved the damaged generation {second.version}" in caplog.text
     assert load_index(index, model=MODEL).version == third.version
