@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from citeqa._lexical import LexicalIndex, terms
+from citeqa._lexical import LexicalIndex, Postings, terms
 
 TEXTS = [
     "The Mexican government recognizes over 88,700 disappeared and missing people.",
@@ -82,29 +82,49 @@ def test_idf_prefers_rare_terms(lexical: LexicalIndex) -> None:
     assert all(value > 0 for value in idf.values())
 
 
-def test_save_load_round_trip(lexical: LexicalIndex, tmp_path: Path) -> None:
-    lexical.save(tmp_path / "bm25")
-    assert not list((tmp_path / "bm25").glob("*.pkl"))
-    loaded = LexicalIndex.load(tmp_path / "bm25", len(TEXTS))
-    for query in ("missing people", "Harris Guatemala", "forensic bodies 37,000", "nothing"):
-        np.testing.assert_allclose(loaded.scores(query), lexical.scores(query))
-    assert loaded.idf() == pytest.approx(lexical.idf())
-
-
 QUERIES = ("missing people", "Harris Guatemala", "forensic bodies 37,000", "Mexico Mexico violence")
 
 
-def test_loaded_scores_match_bm25s(lexical: LexicalIndex, tmp_path: Path) -> None:
-    """``load`` reads bm25s's arrays without bm25s; it must score exactly as bm25s does."""
+def test_postings_round_trip(tmp_path: Path) -> None:
+    postings = Postings.build(TEXTS)
+    postings.save(tmp_path / "postings")
+    loaded = Postings.load(tmp_path / "postings", len(TEXTS))
+    assert loaded.terms == postings.terms
+    for name in ("indptr", "texts", "counts", "lengths"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(postings, name))
+    assert not [p for p in (tmp_path / "postings").iterdir() if p.suffix in (".pkl", ".pickle")]
+
+
+def test_scores_match_bm25s(lexical: LexicalIndex) -> None:
+    """Lucene's BM25 as bm25s computes it, from term counts alone."""
     import bm25s
 
-    lexical.save(tmp_path / "bm25")
-    reference = bm25s.BM25.load(str(tmp_path / "bm25"), allow_pickle=False)
-    loaded = LexicalIndex.load(tmp_path / "bm25", len(TEXTS))
+    reference = bm25s.BM25()
+    reference.index([terms(t) or ["\x00empty"] for t in TEXTS], show_progress=False)
     for query in QUERIES:
         ids = [reference.vocab_dict[t] for t in terms(query) if t in reference.vocab_dict]
         expected = reference.get_scores_from_ids(ids)
-        np.testing.assert_allclose(loaded.scores(query), expected, rtol=1e-6)
+        np.testing.assert_allclose(lexical.scores(query), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_postings_score_as_one_index_of_the_live_texts(seed: int) -> None:
+    """However the texts are split into parts, and whichever are deleted, BM25 uses the
+    statistics of the live texts: the scores of one index built from those alone."""
+    rng = np.random.default_rng(seed)
+    texts = [*TEXTS, *(f"{a} {b}" for a, b in zip(TEXTS, reversed(TEXTS), strict=True))]
+    cuts = sorted(rng.choice(np.arange(1, len(texts)), size=2, replace=False).tolist())
+    alive = rng.random(len(texts)) > 0.3
+    live_rows = np.cumsum(alive) - 1
+    parts = []
+    for lo, hi in zip([0, *cuts], [*cuts, len(texts)], strict=True):
+        rows = np.where(alive[lo:hi], live_rows[lo:hi], -1)
+        parts.append((Postings.build(texts[lo:hi]), rows))
+    whole = LexicalIndex.from_postings(parts, int(alive.sum()))
+    alone = LexicalIndex.build([t for t, a in zip(texts, alive, strict=True) if a])
+    for query in (*QUERIES, "Guatemala"):
+        np.testing.assert_allclose(whole.scores(query), alone.scores(query), rtol=1e-6)
+    assert whole.idf() == pytest.approx(alone.idf())
 
 
 def test_the_query_path_does_not_import_bm25s(hashing_index_dir: Path) -> None:
@@ -120,23 +140,14 @@ def test_the_query_path_does_not_import_bm25s(hashing_index_dir: Path) -> None:
     assert json.loads(out.stdout) == []
 
 
-def test_load_rejects_files_it_cannot_score(lexical: LexicalIndex, tmp_path: Path) -> None:
-    folder = tmp_path / "bm25"
-    lexical.save(folder)
-    params = json.loads((folder / "params.index.json").read_text())
-    (folder / "params.index.json").write_text(json.dumps({**params, "method": "bm25+"}))
-    with pytest.raises(ValueError, match="not supported"):
-        LexicalIndex.load(folder, len(TEXTS))
-    (folder / "params.index.json").write_text(json.dumps(params))
-    with pytest.raises(ValueError, match="beyond the 3 chunks"):
-        LexicalIndex.load(folder, 3)
-    np.save(folder / "data.csc.index.npy", np.zeros(1, dtype=np.float32))
+def test_postings_load_rejects_files_that_do_not_hold_together(tmp_path: Path) -> None:
+    folder = tmp_path / "postings"
+    Postings.build(TEXTS).save(folder)
     with pytest.raises(ValueError, match="inconsistent lengths"):
-        LexicalIndex.load(folder, len(TEXTS))
-
-
-def test_only_a_built_index_can_be_saved(lexical: LexicalIndex, tmp_path: Path) -> None:
-    lexical.save(tmp_path / "a")
-    loaded = LexicalIndex.load(tmp_path / "a", len(TEXTS))
-    with pytest.raises(ValueError, match="built in this process"):
-        loaded.save(tmp_path / "b")
+        Postings.load(folder, 3)
+    np.save(folder / "texts.npy", np.full(len(np.load(folder / "texts.npy")), 99, np.int32))
+    with pytest.raises(ValueError, match="beyond the"):
+        Postings.load(folder, len(TEXTS))
+    np.save(folder / "counts.npy", np.zeros(1, dtype=np.int32))
+    with pytest.raises(ValueError, match="inconsistent lengths"):
+        Postings.load(folder, len(TEXTS))
