@@ -42,8 +42,11 @@ def _convert_page(page: Path, source: Source) -> str:
     conv.ignore_images = True
     conv.body_width = 0
     text = conv.handle(page.read_text(encoding="utf-8", errors="replace"))
-    # Pages open with navigation; the content starts at the first heading.
-    start = text.find("\n#")
+    # Pages open with navigation (newer Sphinx builds with the sidebar's "Table of
+    # Contents" and "Previous topic" headings): the content starts at the title, the
+    # first level-one heading, or else at the first heading.
+    start = text.find("\n# ")
+    start = start if start >= 0 else text.find("\n#")
     text = text[start + 1 :] if start >= 0 else text
     for marker in source.end_markers:
         end = text.find(marker)
@@ -56,7 +59,7 @@ def convert() -> list[Path]:
     missing = [s.package for s in SOURCES if not s.html.is_dir()]
     if missing:
         raise SystemExit(f"apt-get install -y {' '.join(missing)} (Debian's manuals)")
-    if not (TEXT / ".done-2").exists():
+    if not (TEXT / ".done-3").exists():
         TEXT.mkdir(parents=True, exist_ok=True)
         for source in SOURCES:
             for page in sorted(source.html.rglob("*.html")):
@@ -69,5 +72,5 @@ def convert() -> list[Path]:
                     continue
                 name = source.prefix + ".".join(rel.with_suffix("").parts) + ".md"
                 (TEXT / name).write_text(text, encoding="utf-8")
-        (TEXT / ".done-2").write_text("", encoding="utf-8")
+        (TEXT / ".done-3").write_text("", encoding="utf-8")
     return sorted(TEXT.glob("*.md"))

@@ -101,6 +101,40 @@ def probe(docs, embedder, sample: int) -> tuple[float, float, float]:  # type: i
     return chunk_rate, sent_rate, projected
 
 
+def add_one_page(index_dir: Path, embedder) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """Add one new page to a copy of the index (``Engine.add_documents``, durable when
+    it returns) and delete it again: the write costs a segment and a manifest, not the
+    index. Timed with the embedding of the page counted apart."""
+    from citeqa import Engine, make_document
+
+    copy = WORK / f"{index_dir.name}-add"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(index_dir, copy)
+    engine = Engine.open(copy, embedder)
+    text = "\n\n".join(
+        f"Paragraph {i} of a page added to a large index: segments make this write cost "
+        f"what it adds. Tombstones record deletions; merges run by a size-tiered policy."
+        for i in range(12)
+    )
+    page = make_document(f"# Added page\n\n{text}", doc_id="added-page")
+    t = time.perf_counter()
+    vectors = embedder.embed([text])  # what embedding a page this size costs, alone
+    embed_s = time.perf_counter() - t
+    before = dir_bytes(copy)
+    t = time.perf_counter()
+    stats = engine.add_documents([page])
+    add_s = time.perf_counter() - t
+    written = dir_bytes(copy) - before
+    t = time.perf_counter()
+    engine.delete_document("added-page")
+    delete_s = time.perf_counter() - t
+    engine.close()
+    shutil.rmtree(copy, ignore_errors=True)
+    del vectors
+    return {"add_s": add_s, "embedded": stats.embedded, "embed_page_s": embed_s,
+            "add_written_bytes": written, "delete_s": delete_s}
+
+
 def _runs() -> list[dict]:  # type: ignore[type-arg]
     return json.loads(SCALE_JSON.read_text()) if SCALE_JSON.exists() else []
 
@@ -172,6 +206,7 @@ def main() -> None:
     bare = stats_ms(time_each(lambda q: embedder.embed_batch([q]), qs))
     ask = stats_ms(time_each(engine.ask, qs))
     engine = None
+    add = add_one_page(index_dir, embedder)
 
     import httpx
     import psutil
@@ -189,7 +224,7 @@ def main() -> None:
     entry = {
         **built, "disk_bytes": disk, "ask_p50_ms": ask["p50"], "ask_p95_ms": ask["p95"],
         "bare_p50_ms": bare["p50"], "rss_start": rss_start, "rss_after": rss_after,
-        "ready_s": ready_s, "date": time.strftime("%Y-%m-%d"),
+        "ready_s": ready_s, "date": time.strftime("%Y-%m-%d"), **add,
     }
     _save(entry)
 
@@ -215,6 +250,9 @@ def main() -> None:
         f"`embed_batch([q])` p50 {bare['p50']:.2f} ms) |",
         f"| server RSS after start / after {len(qs)} questions | {rss_start / 2**20:.0f} MiB / "
         f"{rss_after / 2**20:.0f} MiB (ready in {ready_s:.1f} s) |",
+        f"| add one page (`Engine.add_documents`, durable) | {add['add_s']:.2f} s, "
+        f"{add['embedded']} texts embedded, {add['add_written_bytes'] / 1e6:.2f} MB written |",
+        f"| delete it again (a tombstone) | {add['delete_s']:.2f} s |",
     ]
     print("\n".join(lines))
     write_section(f"scale ({n_chunks} chunks)", "\n".join(lines))

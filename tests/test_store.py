@@ -363,3 +363,50 @@ def test_format_and_page_starts_round_trip(tmp_path: Path) -> None:
     assert {d["doc_id"]: (d["format"], d["pages"]) for d in manifest["documents"]} == {
         "paged": ("pdf", 2), "plain": ("text", None)
     }
+
+
+def _as_format_1(index_dir: Path) -> str:
+    """Rewrite a one-segment index as citeqa wrote it before segments (format 1): the
+    whole generation in its folder, float32 vectors, bm25s files, no segments/."""
+    manifest = read_manifest(index_dir)
+    version = manifest["index_version"]
+    folder = index_dir / "generations" / version
+    segment = index_dir / "segments" / manifest["segments"][0]["name"]
+    for name in ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "dense.faiss"):
+        shutil.copy(segment / name, folder / name)
+    vectors = np.load(segment / "sentence_vectors.npy").astype(np.float32)
+    np.save(folder / "sentence_vectors.npy", vectors, allow_pickle=False)
+    (folder / "bm25").mkdir()
+    (folder / "bm25" / "params.index.json").write_text('{"method": "lucene"}')
+    shutil.rmtree(index_dir / "segments")
+    files = {
+        p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"
+    }
+    old = {k: v for k, v in manifest.items() if k != "segments"}
+    old.update(format_version=1, files=files, counts={
+        k: v for k, v in manifest["counts"].items() if k != "segments"
+    })
+    (folder / "manifest.json").write_text(json.dumps(old))
+    return version
+
+
+def test_a_format_1_index_loads_and_its_next_write_makes_it_segments(
+    written: Path, data: IndexData
+) -> None:
+    version = _as_format_1(written)
+    loaded = load_index(written, model=model_info(HashingEmbedder()))
+    assert loaded.version == version and loaded.chunks == data.chunks
+    for query in ("disappeared missing people", "kangaroos"):
+        np.testing.assert_allclose(loaded.lexical.scores(query), data.lexical.scores(query),
+                                   rtol=1e-6)
+    embedder = HashingEmbedder()
+    nxt, stats = build_index([*loaded.documents.values(), extra_doc(1)], embedder,
+                             previous=loaded)
+    assert stats.embedded == embedder.texts_embedded < 10  # the old vectors are kept
+    write_index(written, nxt)
+    manifest = read_manifest(written)
+    assert manifest["format_version"] == FORMAT_VERSION and len(manifest["segments"]) == 2
+    assert load_index(written).documents.keys() == {*data.documents, "extra-1"}
+    (written / "CURRENT").write_text(version + "\n")  # the format-1 generation stays a fallback
+    assert load_index(written).version == version

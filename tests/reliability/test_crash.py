@@ -1,4 +1,5 @@
-"""kill -9 at random moments: during POST/DELETE /documents and during ``citeqa index``.
+"""kill -9 at random moments: during POST/DELETE /documents (whose writes also merge
+segments), during ``citeqa index`` and during ``citeqa compact``.
 
 After every kill the index must load (checksums and counts verified), serve either the
 generation live before the interrupted write or the one it was making, and hold every
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from citeqa import Document
 from citeqa._store import current_version
 from citeqa._types import sha256_text
 from server.conftest import CITEQA_BIN, SEEDS, server_env
@@ -199,3 +201,65 @@ def test_kill_9_during_full_reindex(tmp_path: Path) -> None:
         previous = new
     print(f"\n{REINDEX_KILLS} reindex kills; {completed_by_the_killed_run} had already finished")
     assert completed_by_the_killed_run < REINDEX_KILLS  # most kills interrupted the build
+
+
+COMPACT_KILLS = 6
+
+
+def test_kill_9_during_a_merge(tmp_path: Path, seed_docs: list[Document]) -> None:
+    """``citeqa compact`` killed mid-way: the index left holds the same documents, in
+    the old segments or the merged one, and the next run finishes the merge."""
+    from citeqa import HashingEmbedder, make_document
+    from citeqa._index import build_index
+    from citeqa._store import read_manifest, write_index
+
+    rng = random.Random(11)
+    index_dir = tmp_path / "index"
+    env = server_env(CITEQA_EMBEDDER="hashing")
+    interrupted = 0
+    took: float | None = None
+    for kill in range(COMPACT_KILLS):
+        # Many small segments with tombstones, as a day of single-document writes leaves.
+        docs, data = list(seed_docs), None
+        for n in range(40):
+            docs = [d for d in docs if d.doc_id != f"b-{kill}-{n - 3}"] + [
+                make_document(_text(rng, f"{kill}-{n}"), doc_id=f"{ab}-{kill}-{n}")
+                for ab in "ab"
+            ]
+            data, _ = build_index(docs, HashingEmbedder(), previous=data, auto_merge=False)
+            if n % 13 == 12 or n == 39:
+                write_index(index_dir, data)
+        before = docs_on_disk(index_dir)
+        segments = len(read_manifest(index_dir)["segments"])
+        assert segments > 20
+        if took is None:  # how long a whole run takes here, on a copy
+            shutil.copytree(index_dir, tmp_path / "timing")
+            started = time.perf_counter()
+            subprocess.run([str(CITEQA_BIN), "compact", "--index-dir", str(tmp_path / "timing")],
+                           env=env, check=True, capture_output=True, timeout=120)
+            took = time.perf_counter() - started
+        process = subprocess.Popen(
+            [str(CITEQA_BIN), "compact", "--index-dir", str(index_dir)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.5, 1.0) * took)  # the merge's work is the run's second half
+        process.send_signal(signal.SIGKILL)
+        finished = process.wait(timeout=10) == 0
+        version, held = docs_on_disk(index_dir)  # loads and verifies, whatever the moment was
+        assert held == before[1], f"kill {kill}: documents changed"
+        merged = len(read_manifest(index_dir)["segments"]) == 1
+        assert merged == (version != before[0]), f"kill {kill}: a half-made generation is live"
+        interrupted += not finished
+        again = subprocess.run(
+            [str(CITEQA_BIN), "compact", "--index-dir", str(index_dir)],
+            env=env, capture_output=True, text=True, timeout=120, check=True,
+        )
+        assert docs_on_disk(index_dir)[1] == before[1], again.stdout
+        assert len(read_manifest(index_dir)["segments"]) == 1
+        # Only the live generation's one segment and the previous generation's remain.
+        on_disk = {p.name for p in (index_dir / "segments").iterdir()}
+        assert len(on_disk) <= segments + 1
+        assert not [p for p in os.listdir(index_dir) if p.startswith(".tmp-")]
+        shutil.rmtree(index_dir)
+    print(f"\n{COMPACT_KILLS} compact kills; {interrupted} interrupted the merge")
+    assert interrupted >= 1  # the kills landed mid-merge, not only before or after

@@ -165,13 +165,18 @@ def test_leftovers_are_cleaned_on_load_but_not_under_a_writer(
     tmp_file.write_text("0000")
     orphan = index / "generations" / "000009-abcdef"  # renamed in, CURRENT never moved
     shutil.copytree(index / "generations" / second.version, orphan)
+    # a segment a crashed write (or Ray worker) finished, that no manifest names
+    orphan_segment = index / "segments" / "000009-0123456789ab"
+    shutil.copytree(own_segment(index, second.version), orphan_segment)
 
     with writer_lock(index):  # a writer at work: its temporary files are not leftovers
         assert clean_leftovers(index) == []
         assert load_index(index).version == second.version
         assert tmp_dir.exists() and tmp_file.exists() and orphan.exists()
+        assert orphan_segment.exists()
     assert load_index(index).version == second.version
     assert not tmp_dir.exists() and not tmp_file.exists() and not orphan.exists()
+    assert not orphan_segment.exists() and own_segment(index, second.version).exists()
     assert sorted(p.name for p in (index / "generations").iterdir()) == sorted(
         [first.version, second.version]
     )
@@ -211,3 +216,15 @@ def test_a_write_over_a_damaged_generation_keeps_the_intact_one(
     assert not damaged_segment.exists()
     assert f"moved the damaged generation {second.version}" in caplog.text
     assert load_index(index, model=MODEL).version == third.version
+
+
+def test_no_segment_is_deleted_while_a_kept_manifest_cannot_be_read(
+    index: Path, two_generations: tuple[Path, IndexData, IndexData]
+) -> None:
+    """A damaged manifest might name any segment: clean-up deletes none then."""
+    _, first, second = two_generations
+    orphan_segment = index / "segments" / "000009-0123456789ab"
+    shutil.copytree(own_segment(index, second.version), orphan_segment)
+    cut(index / "generations" / first.version / "manifest.json")
+    assert load_index(index).version == second.version
+    assert orphan_segment.exists()
