@@ -21,8 +21,8 @@ from citeqa import (
     IndexStoreError,
     make_document,
 )
-from citeqa._index import FORMAT_VERSION, IndexData, build_index, model_info
 from citeqa._fsutil import sha256_file
+from citeqa._index import FORMAT_VERSION, IndexData, build_index, model_info
 from citeqa._store import KEEP_GENERATIONS, current_version, load_index, read_manifest, write_index
 
 REBUILD = "rebuild it with: citeqa index --index-dir"
