@@ -524,7 +524,6 @@ class Answerer:
         self.selector = selector
         self._sentence_terms: dict[int, frozenset[str]] = {}
         self._types: dict[tuple[int, str], bool] = {}
-        self._chunk_vectors = index.chunk_vectors()
         self._structure = StructureLookup(index)
         # Made with the generation rather than on its first question: 0.3 s for the
         # 115,000 sentences of 20,000 chunks of manuals.
@@ -603,7 +602,7 @@ class Answerer:
         against the question's, whatever FAISS index the corpus has.
         """
         if scope is not None:
-            own = self._chunk_vectors[scope] @ query_vector.astype(np.float32)
+            own = self.index.dense.vectors(scope) @ query_vector.astype(np.float32)
             best_first = np.lexsort((scope, -own))[:depth]
             chunks, own = scope[best_first], own[best_first]
         else:
@@ -952,7 +951,7 @@ class Answerer:
                 0.0, match[np.searchsorted(both, prev)]
             )
         cids = np.fromiter((cite_of[r] for r in row_list), dtype=np.int64, count=len(rows))
-        passage_cosine = self._chunk_vectors[[row for row, _, _ in hits]] @ query_vector
+        passage_cosine = self.index.dense.vectors([row for row, _, _ in hits]) @ query_vector
         scores += p.rank_weight / cids
         scores += p.context_weight * passage_cosine[cids - 1].astype(np.float64)
         q_numbers = {t for t in q_terms if t[0].isdigit()}

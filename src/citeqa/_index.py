@@ -110,6 +110,23 @@ class SegmentedDense:
         ]
         self.ntotal = ntotal
         self.d = dimension
+        # where each row lives: its part and its row there
+        self._part_of = np.zeros(ntotal, dtype=np.int32)
+        self._row_in = np.zeros(ntotal, dtype=np.int64)
+        for p, (_, row_of, _) in enumerate(self._parts):
+            live = np.flatnonzero(row_of >= 0)
+            self._part_of[row_of[live]] = p
+            self._row_in[row_of[live]] = live
+
+    def vectors(self, rows: Any) -> np.ndarray:
+        """The vectors of ``rows``, read from their segments' indexes (no copy of all)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.d), dtype=np.float32)
+        parts = self._part_of[rows]
+        for p in np.unique(parts):
+            mask = parts == p
+            out[mask] = self._parts[int(p)][0].reconstruct_batch(self._row_in[rows[mask]])
+        return out
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(queries)
