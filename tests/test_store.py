@@ -115,12 +115,12 @@ def test_layout_and_manifest(written: Path, data: IndexData) -> None:
     folder = written / "segments" / entry["name"]
     assert entry["deleted"] == [] and entry["chunks"] == len(data.chunks)
     assert entry["sha256"] == sha256_file(folder / "segment.json")
-    by_id = {d["doc_id"]: d for d in manifest["documents"]}
+    assert "documents" not in manifest  # a write's manifest grows with segments, not documents
+    meta = json.loads((folder / "segment.json").read_text())
+    by_id = {d["doc_id"]: d for d in meta["documents"]}
     for doc in data.documents.values():
         assert by_id[doc.doc_id]["sha256"] == doc.sha256
         assert by_id[doc.doc_id]["chars"] == len(doc.text)
-        assert by_id[doc.doc_id]["segment"] == entry["name"]
-    meta = json.loads((folder / "segment.json").read_text())
     on_disk = sorted(
         p.relative_to(folder).as_posix()
         for p in folder.rglob("*")
@@ -288,9 +288,9 @@ def test_manifest_counts_that_disagree_are_refused(written: Path) -> None:
 @pytest.mark.parametrize("change", [
     lambda m: m.update(segments=None),
     lambda m: m["segments"][0].update(name="../outside"),
-    lambda m: m["segments"][0].update(deleted=[]) or m["documents"].pop(),
+    lambda m: m["segments"][0].update(deleted=["extra-0"]),
     lambda m: m.update(segments=m["segments"] * 2),
-], ids=["no-segments", "bad-segment-name", "documents-disagree", "document-in-two-segments"])
+], ids=["no-segments", "bad-segment-name", "counts-disagree", "document-in-two-segments"])
 def test_manifest_that_does_not_hold_together_is_refused(written: Path, change) -> None:  # type: ignore[no-untyped-def]
     path = live_folder(written) / "manifest.json"
     manifest = json.loads(path.read_text())
@@ -359,8 +359,8 @@ def test_format_and_page_starts_round_trip(tmp_path: Path) -> None:
     assert set(next(r for r in rows if r["doc_id"] == "plain")) == {
         "doc_id", "title", "source", "text"
     }
-    manifest = read_manifest(tmp_path)
-    assert {d["doc_id"]: (d["format"], d["pages"]) for d in manifest["documents"]} == {
+    meta = json.loads((segment_folder(tmp_path) / "segment.json").read_text())
+    assert {d["doc_id"]: (d["format"], d["pages"]) for d in meta["documents"]} == {
         "paged": ("pdf", 2), "plain": ("text", None)
     }
 
@@ -372,6 +372,7 @@ def _as_format_1(index_dir: Path) -> str:
     version = manifest["index_version"]
     folder = index_dir / "generations" / version
     segment = index_dir / "segments" / manifest["segments"][0]["name"]
+    meta = json.loads((segment / "segment.json").read_text())
     for name in ("documents.jsonl", "chunks.jsonl", "sentences.jsonl", "dense.faiss"):
         shutil.copy(segment / name, folder / name)
     vectors = np.load(segment / "sentence_vectors.npy").astype(np.float32)
@@ -384,7 +385,7 @@ def _as_format_1(index_dir: Path) -> str:
         for p in folder.rglob("*") if p.is_file() and p.name != "manifest.json"
     }
     old = {k: v for k, v in manifest.items() if k != "segments"}
-    old.update(format_version=1, files=files, counts={
+    old.update(format_version=1, files=files, documents=meta["documents"], counts={
         k: v for k, v in manifest["counts"].items() if k != "segments"
     })
     (folder / "manifest.json").write_text(json.dumps(old))

@@ -4,12 +4,11 @@ Layout of an index directory::
 
     CURRENT                    name of the live generation (replaced atomically)
     generations/<version>/     one index generation
-        manifest.json          format, model, chunking, live counts, each document
-                               (sha256, the segment holding it), each segment (the
+        manifest.json          format, model, chunking, live counts, each segment (the
                                sha256 of its segment.json) with its tombstones: the
                                documents deleted or replaced since it was written
     segments/<name>/           one immutable segment, shared by the generations naming it
-        segment.json           counts and per-file sha256
+        segment.json           counts, each document (sha256, chunks, ...), per-file sha256
         documents.jsonl        doc_id, title, source, text (offsets index this text),
                                format and page_starts (PDF) when not plain text
         chunks.jsonl           chunk_id, doc_id, start, end, n_tokens, section, sentence rows
@@ -222,6 +221,9 @@ def write_segment(index_dir: Path, segment: Segment) -> dict[str, Any]:
                     allow_pickle=False)
             faiss.write_index(segment.dense, str(tmp / "dense.faiss"))
             segment.postings.save(tmp / "postings")
+            chunks_of: dict[str, int] = {}
+            for chunk in segment.chunks:
+                chunks_of[chunk.doc_id] = chunks_of.get(chunk.doc_id, 0) + 1
             _seal(tmp, {
                 "format_version": FORMAT_VERSION,
                 "name": segment.name,
@@ -231,6 +233,19 @@ def write_segment(index_dir: Path, segment: Segment) -> dict[str, Any]:
                     "chunks": len(segment.chunks),
                     "sentences": len(st.doc_ids),
                 },
+                "documents": [
+                    {
+                        "doc_id": d.doc_id,
+                        "title": d.title,
+                        "sha256": d.sha256,
+                        "chars": len(d.text),
+                        "chunks": chunks_of.get(d.doc_id, 0),
+                        "source": d.source,
+                        "format": d.format,
+                        "pages": d.pages,
+                    }
+                    for d in segment.documents.values()
+                ],
             }, SEGMENT_FILE)
             if final.exists():  # a crashed attempt's half folder cannot be here: renamed whole
                 _discard(index_dir, final)
@@ -268,10 +283,6 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
         entry = write_segment(index_dir, seg)
         entry["deleted"] = sorted(data.deleted.get(seg.name, ()))
         entries.append(entry)
-    owner = data.segment_of()
-    counts_by_doc: dict[str, int] = {}
-    for chunk in data.chunks:
-        counts_by_doc[chunk.doc_id] = counts_by_doc.get(chunk.doc_id, 0) + 1
     manifest = {
         "format_version": FORMAT_VERSION,
         "index_version": data.version,
@@ -290,20 +301,6 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
             "segments": len(data.segments),
         },
         "segments": entries,
-        "documents": [
-            {
-                "doc_id": d.doc_id,
-                "title": d.title,
-                "sha256": d.sha256,
-                "chars": len(d.text),
-                "chunks": counts_by_doc.get(d.doc_id, 0),
-                "source": d.source,
-                "format": d.format,
-                "pages": d.pages,
-                "segment": owner[d.doc_id].name,
-            }
-            for d in data.documents.values()
-        ],
     }
     tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -633,9 +630,6 @@ def _load_generation(
             f"index in {folder} disagrees with its manifest: documents/chunks/sentences "
             f"{actual}, manifest says {expected}; {hint}"
         )
-    listed = {m.get("doc_id"): m.get("sha256") for m in manifest.get("documents", [])}
-    if listed != {d.doc_id: d.sha256 for d in data.documents.values()}:
-        raise IndexCorruptError(f"{folder / 'manifest.json'} disagrees with the documents; {hint}")
     return data
 
 
@@ -741,6 +735,9 @@ def _load_segment_files(
             f"index in {folder} disagrees with its manifest: documents/chunks/sentences "
             f"{actual}, vectors {dense.ntotal}/{len(vectors)}, manifest says {expected}; {hint}"
         )
+    listed = {m.get("doc_id"): m.get("sha256") for m in meta.get("documents", [])}
+    if listed != {d.doc_id: d.sha256 for d in docs}:
+        raise IndexCorruptError(f"{folder} disagrees with the documents its manifest lists; {hint}")
     return Segment(
         name=name,
         documents=by_id,
