@@ -510,3 +510,35 @@ def test_index_refuses_a_folder_with_a_bad_pdf_and_writes_nothing(
         "(a scan? run it through OCR software first)"
     ]
     assert not index_dir.exists()
+
+
+def test_compact_merges_the_segments_and_keeps_the_answers(work: Path, tmp_path: Path) -> None:
+    corpus = _two_documents(tmp_path)
+    (corpus / "delta.txt").write_text("Beavers build dams. They eat bark.\n")
+    index_dir = tmp_path / "idx"
+    args = ("--index-dir", str(index_dir))
+    assert run_cli("index", str(corpus), *args, cwd=work, env=HASHING).returncode == 0
+    (corpus / "gamma.txt").write_text("Kingfishers dive for fish. They nest in banks.\n")
+    (corpus / "alpha.txt").write_text("Otters swim in the lake now. They eat fish.\n")
+    assert run_cli("index", str(corpus), *args, cwd=work, env=HASHING).returncode == 0
+    manifest = json.loads((index_dir / "generations" / (index_dir / "CURRENT").read_text().strip()
+                           / "manifest.json").read_text())
+    assert len(manifest["segments"]) == 2 and manifest["segments"][0]["deleted"] == ["alpha"]
+    question = ("ask", "What do otters eat?", "--json", *args)
+    before = json.loads(run_cli(*question, cwd=work, env=HASHING).stdout)
+
+    merged = run_cli("compact", *args, cwd=work, env=HASHING)
+    assert merged.returncode == 0, merged.stderr
+    assert "merged 2 segments into 1" in merged.stdout
+    assert "1 deleted chunks dropped" in merged.stdout
+    assert not {"torch", "sentence_transformers"} & merged.imported  # no model is loaded
+    after = json.loads(run_cli(*question, cwd=work, env=HASHING).stdout)
+    assert {**after, "index_version": ""} == {**before, "index_version": ""}
+    again = run_cli("compact", *args, cwd=work, env=HASHING)
+    assert "has 1 segments and nothing to merge: nothing written" in again.stdout
+
+
+def test_compact_without_an_index_is_a_clean_error(work: Path, tmp_path: Path) -> None:
+    result = run_cli("compact", "--index-dir", str(tmp_path / "none"), cwd=work)
+    assert result.returncode == 1
+    assert result.stderr.startswith("citeqa: error: no index at")
