@@ -68,6 +68,8 @@ def test_counters_move_with_traffic(client: TestClient, engine: citeqa.Engine) -
     index = engine.index
     assert value(after, "citeqa_documents") == len(index.documents)
     assert value(after, "citeqa_chunks") == len(index.chunks)
+    assert value(after, "citeqa_index_segments") == len(index.segments) >= 1
+    assert value(after, "citeqa_index_deleted_documents") == sum(map(len, index.deleted.values()))
     assert value(after, "citeqa_index_generation") == int(index.version.split("-")[0])
     assert value(after, "citeqa_index_info", version=index.version) == 1
 

@@ -12,6 +12,7 @@ Metrics::
     citeqa_encoder_batch_size                               histogram: questions per forward pass
     citeqa_index_generation, citeqa_index_info{version}     the generation served
     citeqa_documents, citeqa_chunks                         in that generation
+    citeqa_index_segments, citeqa_index_deleted_documents   its segments and tombstones
 
 With ``CITEQA_LOG_FORMAT=json`` each request is one JSON line on the ``citeqa.access``
 logger: time, method, route, path, status, duration, and for questions whether the
@@ -72,6 +73,14 @@ class _IndexCollector(Collector):
         )
         yield GaugeMetricFamily(
             "citeqa_chunks", "chunks (passages) in the index served", value=len(index.chunks)
+        )
+        yield GaugeMetricFamily(
+            "citeqa_index_segments", "segments of the index served", value=len(index.segments)
+        )
+        yield GaugeMetricFamily(
+            "citeqa_index_deleted_documents",
+            "documents of the index's segments that tombstones hide (until a merge drops them)",
+            value=sum(len(ids) for ids in index.deleted.values()),
         )
 
 
