@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,6 +92,8 @@ class RayTimings:
     pipeline_s: float = 0.0  # Ray Data: read, chunk, embed, write segments
     commit_s: float = 0.0  # driver: load new segments, assemble, merge, write manifest
     total_s: float = 0.0
+    #: seconds the actors spent embedding and writing segments, added up
+    actor_busy_s: float = 0.0
     workers: int = 0
     segments: int = 0
 
@@ -212,6 +215,7 @@ class _EmbedSegments:
                 docs.append(doc)
                 chunks.extend(_chunks_from_rows(doc, json.loads(str(chunks_json))))
         name, embedded, n_chunks = "", 0, 0
+        started = time.perf_counter()
         if docs:
             segment, embedded, _ = build_segment(
                 docs, self.embedder, self.params, name=new_segment_name(self.generation),
@@ -229,6 +233,7 @@ class _EmbedSegments:
             "embedded": [embedded] + [0] * (n - 1),
             "chunks": [n_chunks] + [0] * (n - 1),
             "changed": [len(docs)] + [0] * (n - 1),
+            "busy_s": [time.perf_counter() - started] + [0.0] * (n - 1),
         }
 
 
@@ -336,6 +341,7 @@ def index_corpus_ray(
         if plans := plan_merges(data):
             data = merge(data, plans)
         embedded = sum(int(r["embedded"]) for r in rows)
+        timings.actor_busy_s = sum(float(r["busy_s"]) for r in rows)
         fresh = sum(len(s.chunks) + len(s.sentences.doc_ids) for s in segments)
         stats = BuildStats(
             documents=len(data.documents),
@@ -380,6 +386,9 @@ def _run_pipeline(
     from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # its plan and timing lines
+    # a corpus smaller than the pool is no mistake
+    warnings.filterwarnings("ignore", message=r".*but the operator only received",
+                            category=UserWarning)
 
     context = DataContext.get_current()
     context.enable_progress_bars = False  # citeqa reports its own progress
