@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# The lock pins every package; torch==2.13.0 is the CPU build (never the CUDA one).
-	$(PIP) install --quiet -c requirements.lock -e '.[dev,eval]'
+	$(PIP) install --quiet -c requirements.lock -e '.[dev,eval,ray]'
 	touch $@
 
 # Rebuilt only when a document changed; citeqa itself re-embeds only new text.

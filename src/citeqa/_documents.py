@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ._converters import FORMATS, PAGED_FORMATS, ConversionLimits, check_type, convert, format_of
@@ -202,20 +202,12 @@ def skipped_files(paths: Iterable[str | Path]) -> list[Path]:
     return list(skipped.values())
 
 
-def load_documents(
-    paths: Iterable[str | Path], *, limits: ConversionLimits | None = None
-) -> list[Document]:
-    """Documents from files and folders (``SUFFIXES``: text, Markdown, PDF, HTML, DOCX;
-    folders searched recursively, hidden files and folders skipped).
-
-    A file reached twice (overlapping paths, a symbolic link to a file also given) is
-    one document, with the id from the first path that reached it. Files that cannot
-    be read raise one ``DocumentError`` naming each of them (up to five) after all
-    were tried.
+def list_document_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """The files ``load_documents`` reads for ``paths``, each with the id derived from
+    its path (a sidecar may override it), in reading order: each real file once.
+    Raises ``DocumentError`` for an empty or missing path or a folder with no documents.
     """
-    docs: list[Document] = []
-    failures: list[str] = []
-    seen: dict[str, Path] = {}
+    pairs_out: list[tuple[Path, str]] = []
     read: set[Path] = set()
     for raw in paths:
         if not str(raw).strip():  # Path("") is "." and would index the current folder
@@ -237,25 +229,51 @@ def load_documents(
             if (real := path.resolve()) in read:
                 continue
             read.add(real)
-            try:
-                doc = read_document(path, doc_id=doc_id, limits=limits)
-            except DocumentError as exc:
-                failures.append(str(exc))
-                continue
-            if doc.doc_id in seen:
-                raise DocumentError(
-                    f"{path} and {seen[doc.doc_id]} would both get the id {doc.doc_id!r}; "
-                    "rename one or give it a doc_id in a .meta.json sidecar"
-                )
-            seen[doc.doc_id] = path
-            docs.append(doc)
+            pairs_out.append((path, doc_id))
+    return pairs_out
+
+
+def duplicate_id_error(path: Path | str, other: Path | str, doc_id: str) -> DocumentError:
+    return DocumentError(
+        f"{path} and {other} would both get the id {doc_id!r}; "
+        "rename one or give it a doc_id in a .meta.json sidecar"
+    )
+
+
+def unreadable_files_error(failures: Sequence[str]) -> DocumentError:
+    """One error naming the files that could not be read (up to five)."""
+    if len(failures) == 1:
+        return DocumentError(failures[0])
+    shown = "; ".join(failures[:5]) + ("; …" if len(failures) > 5 else "")
+    return DocumentError(f"{len(failures)} files cannot be read, nothing was indexed: {shown}")
+
+
+def load_documents(
+    paths: Iterable[str | Path], *, limits: ConversionLimits | None = None
+) -> list[Document]:
+    """Documents from files and folders (``SUFFIXES``: text, Markdown, PDF, HTML, DOCX;
+    folders searched recursively, hidden files and folders skipped).
+
+    A file reached twice (overlapping paths, a symbolic link to a file also given) is
+    one document, with the id from the first path that reached it. Files that cannot
+    be read raise one ``DocumentError`` naming each of them (up to five) after all
+    were tried.
+    """
+    docs: list[Document] = []
+    failures: list[str] = []
+    seen: dict[str, Path] = {}
+    for path, doc_id in list_document_files(paths):
+        try:
+            doc = read_document(path, doc_id=doc_id, limits=limits)
+        except DocumentError as exc:
+            failures.append(str(exc))
+            continue
+        if doc.doc_id in seen:
+            raise duplicate_id_error(path, seen[doc.doc_id], doc.doc_id)
+        seen[doc.doc_id] = path
+        docs.append(doc)
     if failures:
-        if len(failures) == 1:
-            raise DocumentError(failures[0])
-        shown = "; ".join(failures[:5]) + ("; …" if len(failures) > 5 else "")
-        raise DocumentError(
-            f"{len(failures)} files cannot be read, nothing was indexed: {shown}"
-        )
+        raise unreadable_files_error(failures)
     if not docs:
         raise DocumentError("no documents given")
     return docs

@@ -18,6 +18,8 @@ from typing import Any
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+#: ``--ray`` without an address: ``ray.init()`` chooses (see the option's help)
+LOCAL_RAY = ""
 
 
 def _positive(name: str, low: int, high: int) -> Any:
@@ -109,7 +111,22 @@ def cmd_index(args: argparse.Namespace) -> int:
     index_dir = args.index_dir or settings.index_dir
     started = time.perf_counter()
     limits = settings.conversion_limits()
-    documents = load_documents(paths, limits=limits)  # reject bad input before the model loads
+    if args.ray_workers is not None and args.ray is None:
+        from ._exceptions import InvalidInputError
+
+        raise InvalidInputError("--ray-workers needs --ray")
+    if args.ray is not None:
+        from ._documents import list_document_files
+        from ._ray import import_ray
+
+        import_ray()  # not installed: say so before anything else
+        # Ray's tasks read the files; here only their list is checked
+        documents = []
+        n_files = len(list_document_files(paths))
+    else:
+        # reject bad input before the model loads
+        documents = load_documents(paths, limits=limits)
+        n_files = len(documents)
     check_index_dir(index_dir)  # writer_lock checks too, but only after the model loads
     if skipped := skipped_files(paths):
         shown = ", ".join(_visible(str(p)) for p in skipped[:5]) + (
@@ -125,25 +142,35 @@ def cmd_index(args: argparse.Namespace) -> int:
     # loading it (another folder of the same name may hold another model), which
     # index_corpus does before it decides that nothing changed.
     known_by_name = settings.model_path is None
-    if known_by_name and index_is_current(
+    if args.ray is None and known_by_name and index_is_current(
         paths, index_dir, _model_name(settings), params, documents=documents
     ):
         print(
-            f"index at {index_dir} is up to date with {len(documents)} documents "
+            f"index at {index_dir} is up to date with {n_files} documents "
             f"({time.perf_counter() - started:.2f} s): nothing embedded, nothing written"
         )
         return 0
-    stats = index_corpus(
-        paths, index_dir, _embedder(settings), params, progress=_progress_factory(),
-        documents=documents,
-    )
+    if args.ray is not None:
+        stats = _index_on_ray(args, settings, paths, index_dir, params)
+    else:
+        stats = index_corpus(
+            paths, index_dir, _embedder(settings), params, progress=_progress_factory(),
+            documents=documents,
+        )
     state = "unchanged, nothing written" if stats.unchanged else f"written to {index_dir}"
-    print(
-        f"indexed {stats.documents} documents, {stats.chunks} chunks, {stats.sentences} "
-        f"sentences in {time.perf_counter() - started:.2f} s (building {stats.seconds:.2f} s of "
-        f"it, the rest loading the model): {stats.embedded} texts embedded, {stats.reused} "
-        f"reused; {state}"
-    )
+    if args.ray is not None:
+        print(
+            f"indexed {stats.documents} documents, {stats.chunks} chunks, {stats.sentences} "
+            f"sentences on Ray in {time.perf_counter() - started:.2f} s: {stats.embedded} texts "
+            f"embedded, {stats.reused} reused; {state}"
+        )
+    else:
+        print(
+            f"indexed {stats.documents} documents, {stats.chunks} chunks, {stats.sentences} "
+            f"sentences in {time.perf_counter() - started:.2f} s (building {stats.seconds:.2f} s "
+            f"of it, the rest loading the model): {stats.embedded} texts embedded, "
+            f"{stats.reused} reused; {state}"
+        )
     if stats.removed:
         shown = ", ".join(stats.removed[:10]) + (", …" if len(stats.removed) > 10 else "")
         print(
@@ -153,6 +180,27 @@ def cmd_index(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _index_on_ray(
+    args: argparse.Namespace, settings: Any, paths: Any, index_dir: Path, params: Any
+) -> Any:
+    """``citeqa index --ray``: read, chunk and embed on Ray; this process commits."""
+    from ._ray import index_corpus_ray
+
+    def report(line: str) -> None:
+        print(f"citeqa: {line}", file=sys.stderr, flush=True)
+
+    address = None if args.ray == LOCAL_RAY else args.ray
+    try:
+        return index_corpus_ray(
+            paths, index_dir, settings, params, address=address, workers=args.ray_workers,
+            embedder=_embedder(settings), report=report,
+        )
+    finally:
+        import ray
+
+        ray.shutdown()
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
@@ -289,6 +337,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive("--overlap-sentences", 0, 16),
         default=1,
         help="sentences shared by consecutive chunks (default: 1)",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        metavar="ADDRESS",
+        help="read, chunk and embed on a Ray cluster (pip install 'citeqa[ray]'): ADDRESS "
+        "is a head node's host:port, or 'auto' for the cluster `ray start` runs on this "
+        "machine; without ADDRESS, ray.init() decides: the cluster in RAY_ADDRESS, else the "
+        "one `ray start` last started here, else a new local Ray for this run. Every node "
+        "must see the files and the index folder at the same paths. Put PATH before --ray "
+        "(`citeqa index docs --ray`): a word after --ray is its ADDRESS",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=_positive("--ray-workers", 1, 4096),
+        metavar="N",
+        help="with --ray: encoder actors, each loading the model once and holding one CPU "
+        "(default: the cluster's CPUs)",
     )
     p.set_defaults(func=cmd_index)
 
