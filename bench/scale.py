@@ -168,7 +168,8 @@ def main() -> None:
     if args.queries_only:
         # Re-measure queries and the server in a fresh process on the last build: a
         # process that just built 20,000 chunks carries its garbage into the timings.
-        built = next((r for r in _runs() if r.get("target_chunks") == args.chunks), None)
+        newest_first = sorted(_runs(), key=lambda r: r.get("date", ""), reverse=True)
+        built = next((r for r in newest_first if r.get("target_chunks") == args.chunks), None)
         if built is None or not index_dir.is_dir():
             raise SystemExit(f"no build for --chunks {args.chunks}; run without --queries-only")
         chunk_rate, sent_rate = built["chunk_rate"], built["sentence_rate"]
@@ -205,6 +206,7 @@ def main() -> None:
         engine.ask(q)
     bare = stats_ms(time_each(lambda q: embedder.embed_batch([q]), qs))
     ask = stats_ms(time_each(engine.ask, qs))
+    first_stage = stats_ms(time_each(engine.with_selector(None).ask, qs))
     engine = None
     add = add_one_page(index_dir, embedder)
 
@@ -223,7 +225,8 @@ def main() -> None:
 
     entry = {
         **built, "disk_bytes": disk, "ask_p50_ms": ask["p50"], "ask_p95_ms": ask["p95"],
-        "bare_p50_ms": bare["p50"], "rss_start": rss_start, "rss_after": rss_after,
+        "bare_p50_ms": bare["p50"], "first_stage_p50_ms": first_stage["p50"],
+        "first_stage_p95_ms": first_stage["p95"], "rss_start": rss_start, "rss_after": rss_after,
         "ready_s": ready_s, "date": time.strftime("%Y-%m-%d"), **add,
     }
     _save(entry)
@@ -248,6 +251,8 @@ def main() -> None:
         f"| `Engine.ask` in process, {len(qs)} title questions | p50 {ask['p50']:.2f} ms, "
         f"p95 {ask['p95']:.2f} ms ({ask['p50'] / bare['p50']:.2f}× bare "
         f"`embed_batch([q])` p50 {bare['p50']:.2f} ms) |",
+        f"| the same without the learned stage (`CITEQA_SELECTOR=off`) | p50 "
+        f"{first_stage['p50']:.2f} ms, p95 {first_stage['p95']:.2f} ms |",
         f"| server RSS after start / after {len(qs)} questions | {rss_start / 2**20:.0f} MiB / "
         f"{rss_after / 2**20:.0f} MiB (ready in {ready_s:.1f} s) |",
         f"| add one page (`Engine.add_documents`, durable) | {add['add_s']:.2f} s, "

@@ -385,6 +385,14 @@ class Engine:
             )
         return index.chunk_rows(doc_ids)
 
+    def with_selector(self, selector: AnswerSelector | None) -> Engine:
+        """The same index and embedder with another learned stage (None: the first
+        stage alone)."""
+        return Engine(
+            self.index, self.embedder, summary=self.summary, index_dir=self.index_dir,
+            selector=selector,
+        )
+
     def with_summary(self, summary: SummaryParams) -> Engine:
         """The same index and embedder with other summary parameters (for evaluation)."""
         return Engine(
