@@ -52,7 +52,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,17 +143,36 @@ def _document_row(d: Document) -> dict[str, Any]:
     }
 
 
-def _short_write(exc: OSError, where: Path) -> OSError:
-    if exc.errno is None:  # numpy's short write: "88320 requested and 39904 written"
-        return OSError(
-            errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(where)
-        )
-    return exc
+def _publish(index_dir: Path, final: Path, fill: Callable[[Path], None]) -> None:
+    """Make the folder ``final`` appear whole or not at all: ``fill`` writes it in a
+    ``.tmp-*`` folder, which is fsynced and renamed into place (replacing an earlier
+    attempt at the same name). On failure nothing is left; a short write (numpy's
+    "88320 requested and 39904 written", no errno) is said as the full disk it is."""
+    tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        for folder in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
+            fsync_dir(folder)
+        if final.exists():
+            _discard(index_dir, final)
+        os.rename(tmp, final)
+        fsync_dir(final.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno is None:
+            raise OSError(
+                errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (a short write: {exc})", str(tmp)
+            ) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _seal(tmp: Path, meta: dict[str, Any], name: str) -> None:
-    """Checksum every file of ``tmp`` into ``meta["files"]``, write ``meta`` as ``name``
-    and fsync it all."""
+    """Fsync and checksum every file of ``tmp`` into ``meta["files"]``; write ``meta``
+    as ``name``."""
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
         fsync_file(path)
@@ -162,101 +181,91 @@ def _seal(tmp: Path, meta: dict[str, Any], name: str) -> None:
         }
     meta["files"] = files
     atomic_write_bytes(tmp / name, (json.dumps(meta, indent=2, ensure_ascii=False) + "\n").encode())
-    for folder in [p for p in tmp.rglob("*") if p.is_dir()] + [tmp]:
-        fsync_dir(folder)
+
+
+def _fill_segment(tmp: Path, segment: Segment) -> None:
+    """Write ``segment``'s files and its ``segment.json`` into the folder ``tmp``."""
+    import faiss
+
+    _write_jsonl(tmp / "documents.jsonl",
+                 (_document_row(d) for d in segment.documents.values()))
+    _write_jsonl(
+        tmp / "chunks.jsonl",
+        (
+            {
+                "chunk_id": c.chunk_id,
+                "doc_id": c.doc_id,
+                "start": c.start,
+                "end": c.end,
+                "n_tokens": c.n_tokens,
+                "section": c.section,
+                "sentence_rows": rows.tolist(),
+            }
+            for c, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True)
+        ),
+    )
+    st = segment.sentences
+    sections: dict[int, str | None] = {}
+    for chunk, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True):
+        for span, row in zip(chunk.sentences, rows, strict=True):
+            sections[int(row)] = span.section
+    _write_jsonl(
+        tmp / "sentences.jsonl",
+        (
+            {
+                "doc_id": st.doc_ids[i],
+                "start": int(st.starts[i]),
+                "end": int(st.ends[i]),
+                "heading": bool(st.is_heading[i]),
+                "section": sections.get(i),
+            }
+            for i in range(len(st.doc_ids))
+        ),
+    )
+    np.save(tmp / "sentence_vectors.npy", np.asarray(st.vectors, dtype=np.float16),
+            allow_pickle=False)
+    faiss.write_index(segment.dense, str(tmp / "dense.faiss"))
+    segment.postings.save(tmp / "postings")
+    chunks_of: dict[str, int] = {}
+    for chunk in segment.chunks:
+        chunks_of[chunk.doc_id] = chunks_of.get(chunk.doc_id, 0) + 1
+    _seal(tmp, {
+        "format_version": FORMAT_VERSION,
+        "name": segment.name,
+        "dense": {"type": type(segment.dense).__name__, "metric": "inner_product"},
+        "counts": {
+            "documents": len(segment.documents),
+            "chunks": len(segment.chunks),
+            "sentences": len(st.doc_ids),
+        },
+        "documents": [
+            {
+                "doc_id": d.doc_id,
+                "title": d.title,
+                "sha256": d.sha256,
+                "chars": len(d.text),
+                "chunks": chunks_of.get(d.doc_id, 0),
+                "source": d.source,
+                "format": d.format,
+                "pages": d.pages,
+            }
+            for d in segment.documents.values()
+        ],
+    }, SEGMENT_FILE)
 
 
 def write_segment(index_dir: Path, segment: Segment) -> dict[str, Any]:
     """Write ``segment`` to ``segments/<name>/`` (atomically; once: a segment already
     there is left as it is). Returns its entry for a manifest. Any process may call it
     (a Ray worker does); only the writer holding the lock names it in a manifest."""
-    import faiss
-
     index_dir = Path(index_dir)
     root = index_dir / SEGMENTS_DIR
     final = root / segment.name
     if not _SEGMENT.fullmatch(segment.name):
         raise ValueError(f"bad segment name {segment.name!r}")
-    if not (final / SEGMENT_FILE).is_file():
+    if not (final / SEGMENT_FILE).is_file():  # else written already: segments never change
         root.mkdir(parents=True, exist_ok=True)
-        tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp.mkdir()
-        try:
-            _write_jsonl(tmp / "documents.jsonl",
-                         (_document_row(d) for d in segment.documents.values()))
-            _write_jsonl(
-                tmp / "chunks.jsonl",
-                (
-                    {
-                        "chunk_id": c.chunk_id,
-                        "doc_id": c.doc_id,
-                        "start": c.start,
-                        "end": c.end,
-                        "n_tokens": c.n_tokens,
-                        "section": c.section,
-                        "sentence_rows": rows.tolist(),
-                    }
-                    for c, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True)
-                ),
-            )
-            st = segment.sentences
-            sections: dict[int, str | None] = {}
-            for chunk, rows in zip(segment.chunks, segment.chunk_sentence_rows, strict=True):
-                for span, row in zip(chunk.sentences, rows, strict=True):
-                    sections[int(row)] = span.section
-            _write_jsonl(
-                tmp / "sentences.jsonl",
-                (
-                    {
-                        "doc_id": st.doc_ids[i],
-                        "start": int(st.starts[i]),
-                        "end": int(st.ends[i]),
-                        "heading": bool(st.is_heading[i]),
-                        "section": sections.get(i),
-                    }
-                    for i in range(len(st.doc_ids))
-                ),
-            )
-            np.save(tmp / "sentence_vectors.npy", np.asarray(st.vectors, dtype=np.float16),
-                    allow_pickle=False)
-            faiss.write_index(segment.dense, str(tmp / "dense.faiss"))
-            segment.postings.save(tmp / "postings")
-            chunks_of: dict[str, int] = {}
-            for chunk in segment.chunks:
-                chunks_of[chunk.doc_id] = chunks_of.get(chunk.doc_id, 0) + 1
-            _seal(tmp, {
-                "format_version": FORMAT_VERSION,
-                "name": segment.name,
-                "dense": {"type": type(segment.dense).__name__, "metric": "inner_product"},
-                "counts": {
-                    "documents": len(segment.documents),
-                    "chunks": len(segment.chunks),
-                    "sentences": len(st.doc_ids),
-                },
-                "documents": [
-                    {
-                        "doc_id": d.doc_id,
-                        "title": d.title,
-                        "sha256": d.sha256,
-                        "chars": len(d.text),
-                        "chunks": chunks_of.get(d.doc_id, 0),
-                        "source": d.source,
-                        "format": d.format,
-                        "pages": d.pages,
-                    }
-                    for d in segment.documents.values()
-                ],
-            }, SEGMENT_FILE)
-            if final.exists():  # a crashed attempt's half folder cannot be here: renamed whole
-                _discard(index_dir, final)
-            os.rename(tmp, final)
-            fsync_dir(root)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise _short_write(exc, tmp) from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        _publish(index_dir, final, lambda tmp: _fill_segment(tmp, segment))
     return {
         "name": segment.name,
         "sha256": sha256_file(final / SEGMENT_FILE),
@@ -302,25 +311,11 @@ def write_index(index_dir: Path, data: IndexData, *, base: str | None = None) ->
         },
         "segments": entries,
     }
-    tmp = index_dir / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        atomic_write_bytes(
-            tmp / "manifest.json",
-            (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
-        )
-        fsync_dir(tmp)
-        final = generations / data.version
-        if final.exists():  # an earlier attempt at this very version: replace it
-            _discard(index_dir, final)
-        os.rename(tmp, final)
-        fsync_dir(generations)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _short_write(exc, tmp) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = generations / data.version
+    _publish(index_dir, final, lambda tmp: atomic_write_bytes(
+        tmp / "manifest.json",
+        (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode(),
+    ))
     try:
         before: str | None = current_version(index_dir)
     except IndexStoreError:
