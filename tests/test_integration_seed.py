@@ -19,7 +19,7 @@ from citeqa import (
     IndexMismatchError,
     index_corpus,
 )
-from citeqa._store import current_version
+from citeqa._store import current_version, read_manifest
 from citeqa._tokens import count_tokens
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -109,7 +109,8 @@ def test_reindex_unchanged_corpus_embeds_nothing(  # type: ignore[no-untyped-def
 def test_corrupt_index_is_refused(real_index: Path, real_embedder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     index_dir = tmp_path / "index"
     shutil.copytree(real_index / "index", index_dir)
-    dense = index_dir / "generations" / current_version(index_dir) / "dense.faiss"
+    segment = read_manifest(index_dir)["segments"][-1]["name"]
+    dense = index_dir / "segments" / segment / "dense.faiss"
     raw = bytearray(dense.read_bytes())
     raw[len(raw) // 2] ^= 0x55
     dense.write_bytes(bytes(raw))
