@@ -187,3 +187,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def use_src(src: Path | None) -> Any:
+    """citeqa, imported from ``src`` (``--src``: another checkout's src/, for a before
+    and after figure) instead of this checkout; says which one runs."""
+    if src is not None:
+        sys.path.insert(0, str(src.resolve()))
+    import citeqa
+
+    print(f"citeqa from {Path(citeqa.__file__).parent}")
+    return citeqa

@@ -19,6 +19,7 @@ SCRIPTS = [
     ["memory.py"],
     ["faiss_index.py"],
     ["ask_during_write.py"],
+    ["merge_latency.py"],
 ]
 # ``--threads-one``: the same latency and throughput with one encoder thread, a check
 # of the thread settings against the two cores (about five minutes more).

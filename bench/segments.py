@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-from _common import BENCH, WORK, write_section
+from _common import BENCH, WORK, use_src, write_section
 
 RESULTS_JSON = BENCH / "results" / "segments.json"
 
@@ -49,12 +48,9 @@ def main() -> None:
     parser.add_argument("--label", default="segments", help="name of this run in the results")
     parser.add_argument("--src", type=Path, help="another checkout's src/ to measure instead")
     args = parser.parse_args()
-    if args.src is not None:
-        sys.path.insert(0, str(args.src.resolve()))
-    import citeqa
+    citeqa = use_src(args.src)
     from citeqa import Engine, HashingEmbedder, index_corpus, load_documents, make_document
 
-    print(f"citeqa from {Path(citeqa.__file__).parent}")
     embedder = HashingEmbedder(dimension=384)
     index_dir = WORK / f"segments-{args.label}"
     shutil.rmtree(index_dir, ignore_errors=True)

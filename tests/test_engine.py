@@ -6,11 +6,14 @@ import json
 import logging
 import os
 import re
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+import citeqa._engine
 from citeqa import (
     BuildStats,
     Chunker,
@@ -25,12 +28,13 @@ from citeqa import (
     InvalidInputError,
     SummaryParams,
     build_index,
+    compact,
     index_corpus,
     make_document,
 )
 from citeqa._engine import index_is_current
-from citeqa._index import IndexData
-from citeqa._store import current_version, load_index, read_manifest
+from citeqa._index import SEGMENTS_PER_TIER, IndexData
+from citeqa._store import clean_leftovers, current_version, load_index, read_manifest
 from citeqa._types import sha256_text
 
 NEW_TEXT = (
@@ -528,6 +532,89 @@ def test_vector_cache_is_keyed_by_text(engine: Engine) -> None:
     for chunk, vector in zip(engine.index.chunks, engine.index.chunk_vectors(), strict=True):
         assert (cache[sha256_text(chunk.text)] == vector).all()
     assert len(cache) >= len({c.text for c in engine.index.chunks})
+
+
+def _small_doc(n: int) -> Document:
+    return make_document(f"Note {n} on reef fish. Parrotfish graze algae {n} times a day.",
+                         doc_id=f"note-{n}")
+
+
+def _pause_merges(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make a merge stop once its segment is written, until ``go`` is set."""
+    written, go = threading.Event(), threading.Event()
+    write = citeqa._engine.write_segment
+
+    def write_then_wait(index_dir: Path, segment: Any) -> Any:
+        entry = write(index_dir, segment)
+        written.set()
+        assert go.wait(60)
+        return entry
+
+    monkeypatch.setattr(citeqa._engine, "write_segment", write_then_wait)
+    return written, go
+
+
+def test_writes_go_on_while_compact_merges(
+    hashing_index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge holds the writer lock only to read and to commit: a write made while it
+    builds goes through at once, and the merge commits on top of it."""
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    for n in range(4):
+        engine.add_documents([_small_doc(n)])
+    written, go = _pause_merges(monkeypatch)
+    result: dict[str, Any] = {}
+    merger = threading.Thread(target=lambda: result.update(stats=compact(hashing_index_copy)))
+    merger.start()
+    try:
+        assert written.wait(60)
+        engine.delete_document("note-1")  # in a segment being merged
+        engine.add_documents([_small_doc(9), make_document("Reef notes, revised.",
+                                                           doc_id="note-2")])
+        assert clean_leftovers(hashing_index_copy) == []  # the merge's segment stays
+    finally:
+        go.set()
+        merger.join(60)
+    stats = result["stats"]
+    # 5 segments merged into 1; the writes meanwhile emptied 2 of them and added 1
+    assert stats.segments_before == 4 and stats.segments_after == 2
+    assert engine.refresh()
+    on_disk = load_index(hashing_index_copy)
+    assert set(on_disk.documents) == set(engine.index.documents)
+    assert {"note-0", "note-2", "note-3", "note-9"} <= set(on_disk.documents)
+    assert "note-1" not in on_disk.documents
+    assert on_disk.documents["note-2"].text == "Reef notes, revised."
+    one, _ = build_index(list(on_disk.documents.values()), HashingEmbedder())
+    assert on_disk.chunks == one.chunks
+    left = {p.name for p in (hashing_index_copy / "segments").iterdir()}
+    named = {e["name"] for v in os.listdir(hashing_index_copy / "generations")
+             for e in read_manifest(hashing_index_copy, v)["segments"]}
+    assert left == named  # nothing orphaned once the merge is in
+
+
+def test_a_server_write_leaves_its_merges_to_a_background_thread(
+    hashing_index_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Engine.open(hashing_index_copy, HashingEmbedder())
+    written, go = _pause_merges(monkeypatch)
+    try:
+        for n in range(SEGMENTS_PER_TIER + 1):
+            engine.add_documents([_small_doc(n)])  # returns while the merge waits
+        assert written.wait(60)
+        assert len(read_manifest(hashing_index_copy)["segments"]) > SEGMENTS_PER_TIER
+        assert engine.version == current_version(hashing_index_copy)
+    finally:
+        go.set()
+    assert engine.wait_for_merges(60)
+    assert engine.version == current_version(hashing_index_copy)
+    assert len(engine.index.segments) <= 3
+    assert len(read_manifest(hashing_index_copy)["segments"]) == len(engine.index.segments)
+    one, _ = build_index(list(engine.index.documents.values()), HashingEmbedder())
+    assert len(engine.index.documents) == len(one.documents) == 1 + SEGMENTS_PER_TIER + 1
+    assert engine.index.chunks == one.chunks
+    question = "How often do parrotfish graze algae?"
+    fresh = Engine(one, HashingEmbedder(), selector=engine.selector)
+    assert engine.ask(question).answer == fresh.ask(question).answer
 
 
 def test_lock_file_is_the_only_extra(hashing_index_dir: Path) -> None:

@@ -124,6 +124,45 @@ def test_the_merge_policy_bounds_the_segments_and_keeps_the_answers(
     np.testing.assert_array_equal(merged.chunk_vectors(), one.chunk_vectors())
 
 
+def test_a_merge_commits_onto_the_writes_made_while_it_ran(seed_docs: list[Document]) -> None:
+    """A merge built from one generation, committed on a later one: a document deleted
+    or replaced meanwhile is a tombstone of the merged segment (also when that emptied
+    the segment it was merged from, which the write then dropped), and the result
+    equals an index of the live documents built in one go."""
+    embedder = HashingEmbedder()
+    data, live = _segmented([seed_docs[0], *_sections(seed_docs[0])], embedder)
+    merges = [_index.merge_group(list(data.segments), data.deleted, "000099-0000000000aa",
+                                 data.model, data.params)]
+    # live[1] was replaced before the merge read: a tombstone in one source, live in
+    # another, so live in the merged segment
+    assert any(live[1].doc_id in dead for dead in data.deleted.values())
+    gone, changed = live[3], live[2]
+    live = [d for d in live if d.doc_id != gone.doc_id]
+    live = [make_document(d.text + "\n\nOne more line.", doc_id=d.doc_id)
+            if d.doc_id == changed.doc_id else d for d in live]
+    live.append(make_document("Kelp forests shelter otters.", doc_id="kelp"))
+    later, _ = _index.build_index(live, embedder, previous=data, auto_merge=False)
+    assert len(later.segments) < len(data.segments)  # the write dropped an emptied one
+
+    merged = _index.with_merged(later, merges)
+    assert [seg.name for seg in merged.segments] == ["000099-0000000000aa",
+                                                     later.segments[-1].name]
+    assert merged.deleted == {"000099-0000000000aa": frozenset({gone.doc_id, changed.doc_id})}
+    one, _ = _index.build_index(live, embedder)
+    assert merged.documents == one.documents and merged.chunks == one.chunks
+    np.testing.assert_array_equal(merged.chunk_vectors(), one.chunk_vectors())
+    for query in ("asylum in Mexico", "kelp otters"):
+        np.testing.assert_allclose(merged.lexical.scores(query), one.lexical.scores(query),
+                                   rtol=1e-6)
+
+    # Every document deleted meanwhile: the merged segment has nothing live and drops out.
+    kelp_only, _ = _index.build_index([make_document("Kelp.", doc_id="kelp")], embedder,
+                                      previous=later, auto_merge=False)
+    emptied = _index.with_merged(kelp_only, merges)
+    assert [s.name for s in emptied.segments] == [s.name for s in kelp_only.segments]
+    assert set(emptied.documents) == {"kelp"}
+
+
 def test_a_mostly_deleted_segment_is_rewritten_without_its_dead(seed_docs: list[Document]) -> None:
     embedder = HashingEmbedder()
     sections = _sections(seed_docs[0])

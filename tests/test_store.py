@@ -23,7 +23,17 @@ from citeqa import (
 )
 from citeqa._fsutil import sha256_file
 from citeqa._index import FORMAT_VERSION, IndexData, build_index, model_info
-from citeqa._store import KEEP_GENERATIONS, current_version, load_index, read_manifest, write_index
+from citeqa._store import (
+    KEEP_GENERATIONS,
+    MergeLock,
+    clean_leftovers,
+    current_version,
+    load_index,
+    merge_running,
+    read_manifest,
+    read_segment_vectors,
+    write_index,
+)
 
 REBUILD = "rebuild it with: citeqa index --index-dir"
 
@@ -155,6 +165,57 @@ def test_a_write_adds_a_segment_and_tombstones(written: Path, data: IndexData) -
     assert_same_index(nxt, loaded)
     fresh, _ = build_index([*docs, changed, extra_doc(1)], HashingEmbedder())
     assert loaded.chunks == fresh.chunks  # the rows one segment would give
+
+
+def test_read_segment_vectors_reads_what_the_loaded_segment_holds(written: Path) -> None:
+    """A Ray worker reads a changed document's old vectors from its segment's files:
+    the same texts and vectors (float32 for chunks, float16 for sentences) as the
+    loaded segment gives, of those documents only."""
+    (segment,) = load_index(written).segments
+    assert len(segment.documents) > 1
+    some = ["extra-0"]
+    want = segment.vectors_by_text(some)
+    got = read_segment_vectors(written, segment.name, some)
+    assert got.keys() == want.keys()
+    assert len(got) < len(segment.vectors_by_text())
+    for digest, vector in want.items():
+        assert got[digest].dtype == vector.dtype
+        np.testing.assert_array_equal(got[digest], vector)
+    assert {v.dtype for v in got.values()} == {np.dtype(np.float16), np.dtype(np.float32)}
+    assert read_segment_vectors(written, segment.name, ["no-such-document"]) == {}
+
+
+def test_read_segment_vectors_refuses_a_damaged_file_by_name(written: Path) -> None:
+    folder = segment_folder(written)
+    (folder / "chunks.jsonl").write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(IndexCorruptError, match="chunks.jsonl"):
+        read_segment_vectors(written, folder.name, ["extra-0"])
+
+
+def test_a_running_merge_keeps_clean_ups_off_its_files(written: Path) -> None:
+    """A merge writes its segment without the writer lock: while it holds the merge
+    lock, clean-ups and writes leave unnamed segments and temporary folders alone."""
+    in_flight = written / "segments" / "000009-0123456789ab"
+    shutil.copytree(segment_folder(written), in_flight)
+    tmp_dir = written / ".tmp-merging"
+    tmp_dir.mkdir()
+    lock = MergeLock(written)
+    assert not merge_running(written)
+    assert lock.acquire(wait=False)
+    try:
+        assert merge_running(written)
+        assert not MergeLock(written).acquire(wait=False)  # one merge at a time
+        assert clean_leftovers(written) == []
+        data = load_index(written)
+        nxt, _ = build_index([*data.documents.values(), extra_doc(1)], HashingEmbedder(),
+                             previous=data)
+        write_index(written, nxt)  # a write goes on, and prunes nothing of the merge's
+        assert in_flight.is_dir() and tmp_dir.is_dir()
+    finally:
+        lock.release()
+    assert not merge_running(written)
+    assert {in_flight, tmp_dir} <= set(clean_leftovers(written))
+    assert not in_flight.exists() and not tmp_dir.exists()
 
 
 def test_leftover_tmp_dir_is_ignored_then_cleaned(written: Path, data: IndexData) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -24,8 +25,6 @@ from ._exceptions import (
     CiteqaError,
     DocumentConflictError,
     DocumentNotFoundError,
-    IndexMismatchError,
-    IndexNotFoundError,
     IndexStoreError,
     InvalidInputError,
 )
@@ -34,13 +33,27 @@ from ._index import (
     BuildStats,
     IndexData,
     ProgressFactory,
+    Segment,
     build_index,
     fingerprint,
+    merge_group,
     model_info,
+    new_segment_name,
+    plan_merges,
     single_threaded_search,
+    with_merged,
 )
 from ._selector import AnswerSelector, bundled_selector
-from ._store import current_version, load_index, write_index, writer_lock
+from ._store import (
+    MergeLock,
+    current_version,
+    discard_segments,
+    load_index,
+    load_previous,
+    write_index,
+    write_segment,
+    writer_lock,
+)
 from ._types import MODES, Answer, Document, Mode
 
 if TYPE_CHECKING:
@@ -136,7 +149,7 @@ def index_corpus(
     if documents is None:
         documents = load_documents(paths, limits=limits)  # fails before anything is touched
     with writer_lock(index_dir):
-        previous = _load_previous(index_dir, embedder)
+        previous = load_previous(index_dir, model_info(embedder))
         data, stats = build_index(documents, embedder, params, previous=previous, progress=progress)
         # A previous that is not CURRENT's is the fallback from a damaged generation:
         # writing even the same content makes an intact one live again.
@@ -164,33 +177,73 @@ class CompactStats:
     version: str
 
 
+#: how long a document change waits for another writer before it is refused as busy
+WRITE_WAIT_S = 5.0
+
+
 def compact(index_dir: str | Path, *, everything: bool = True) -> CompactStats:
     """Merge the index's segments: all into one (``everything``), or those the merge
     policy picks. Nothing is embedded; answers stay the same. A new generation like any
-    write: a crash leaves the previous one live, and a server picks it up on refresh."""
-    import time
+    write: a crash leaves the previous one live, and a server picks it up on refresh.
+    Writes go on while it merges (see ``merge_segments``); it waits for another merge."""
+    stats = merge_segments(Path(index_dir), everything=everything)
+    assert stats is not None  # it waited for the merge lock
+    return stats
 
-    from ._index import merge, plan_merges
 
-    index_dir = Path(index_dir)
+def merge_segments(
+    index_dir: Path, *, everything: bool, loaded: Iterable[Segment] = (), wait: bool = True
+) -> CompactStats | None:
+    """Merge segments as Lucene does, beside the writes: under the merge lock, read the
+    live generation (holding the writer lock a moment), build and write the merged
+    segments without it, then take it again to commit them in place of theirs on the
+    generation live by then; documents deleted or replaced meanwhile stay so. None when
+    another merge runs and ``wait`` is False. ``loaded``: segments already in memory."""
     started = time.perf_counter()
-    with writer_lock(index_dir):
-        data = load_index(index_dir)
+    lock = MergeLock(index_dir)
+    if not lock.acquire(wait=wait):
+        return None
+    try:
+        with writer_lock(index_dir):
+            data = load_index(index_dir, loaded=loaded)
         groups = [list(data.segments)] if everything else plan_merges(data)
         groups = [g for g in groups if len(g) > 1 or data.deleted.get(g[0].name)]
-        total = sum(len(seg.chunks) for seg in data.segments)
         if not groups:
             return CompactStats(len(data.segments), len(data.segments), len(data.chunks), 0,
                                 time.perf_counter() - started, data.version)
-        merged = merge(data, groups)
-        merged.generation = data.generation + 1
-        merged.version = f"{merged.generation:06d}-{data.version.split('-', 1)[1]}"
-        write_index(index_dir, merged, base=data.version)
+        merges = []
+        for group in groups:
+            merge = merge_group(group, data.deleted, new_segment_name(data.generation + 1),
+                                data.model, data.params)
+            if merge.segment.documents:  # else every document of the group is deleted
+                write_segment(index_dir, merge.segment)
+            merges.append(merge)
+        with writer_lock(index_dir):
+            now = load_index(index_dir, loaded=data.segments)
+            lock.release()  # the writer lock keeps clean-ups away from the new segments now
+            if (now.model, now.params) != (data.model, data.params):
+                groups, merges = [], []  # rebuilt meanwhile with another model or chunking
+            merged = with_merged(now, merges)
+            names = {seg.name for seg in merged.segments}
+            discard_segments(index_dir, [m.segment.name for m in merges
+                                         if m.segment.name not in names])
+            if not names - {seg.name for seg in now.segments}:
+                return CompactStats(len(now.segments), len(now.segments), len(now.chunks), 0,
+                                    time.perf_counter() - started, now.version)
+            merged.generation = now.generation + 1
+            merged.version = f"{merged.generation:06d}-{now.version.split('-', 1)[1]}"
+            write_index(index_dir, merged, base=now.version)
+    finally:
+        lock.release()
     return CompactStats(
-        segments_before=len(data.segments),
+        segments_before=len(now.segments),
         segments_after=len(merged.segments),
         chunks=len(merged.chunks),
-        expunged_chunks=total - sum(len(seg.chunks) for seg in merged.segments),
+        expunged_chunks=sum(
+            sum(len(seg.chunks) for seg in group) - len(merge.segment.chunks)
+            for group, merge in zip(groups, merges, strict=True)
+            if merge.segment.name in names
+        ),
         seconds=time.perf_counter() - started,
         version=merged.version,
     )
@@ -231,21 +284,6 @@ def _doc_key(doc: Document) -> str:
     return doc.doc_id
 
 
-def _load_previous(index_dir: Path, embedder: Embedder) -> IndexData | None:
-    """The current generation if it can seed a rebuild (same model), else None."""
-    try:
-        return load_index(index_dir, model=model_info(embedder))
-    except IndexNotFoundError:
-        return None
-    except IndexMismatchError as exc:  # another model or format: this build replaces it
-        log.warning("building the index anew, not reusing what it holds: %s", exc.reason)
-        return None
-    except IndexStoreError as exc:
-        # A damaged index with no intact generation to fall back to: rebuild beside it.
-        log.warning("not reusing the index at %s: %s", index_dir, exc)
-        return None
-
-
 class Engine:
     """Answers questions from an index; optionally persists document changes.
 
@@ -269,6 +307,9 @@ class Engine:
         self._answerer = Answerer(index, self.summary, selector)
         single_threaded_search()
         self._write_lock = threading.Lock()
+        self._merge_state = threading.Lock()
+        self._merge_wanted = False
+        self._merger: threading.Thread | None = None
         self.encode_query: Callable[[str], np.ndarray] = self._encode_one
         self._batcher: MicroBatcher | None = None
         #: (CURRENT, calibration mtime) when ``refresh`` last looked
@@ -466,8 +507,9 @@ class Engine:
             if self.index_dir is None:
                 return self._rebuild(change, persist=False)
             # Another process writing (a ``citeqa index`` run) may hold the lock for
-            # minutes: refuse at once rather than leave the caller waiting unseen.
-            with writer_lock(self.index_dir, wait=False):
+            # minutes: refuse soon rather than leave the caller waiting unseen. A
+            # merge's commit holds it for a moment only.
+            with writer_lock(self.index_dir, wait=False, timeout_s=WRITE_WAIT_S):
                 # Build on the generation on disk if another writer (``citeqa index``,
                 # a second server) replaced ours, instead of discarding its work.
                 self._sync_with_disk(writing=True)
@@ -529,13 +571,63 @@ class Engine:
     ) -> BuildStats:
         previous = self.index
         documents = change(dict(previous.documents))
+        on_disk = persist and self.index_dir is not None
         data, stats = build_index(
-            list(documents.values()), self.embedder, previous.params, previous=previous
+            list(documents.values()), self.embedder, previous.params, previous=previous,
+            auto_merge=not on_disk,  # on disk, merges run beside the writes (merge_soon)
         )
         if _same_content(previous, data):
             # the same documents again (a re-posted file): no new generation to write
             return dataclasses.replace(stats, unchanged=True)
-        if persist and self.index_dir is not None:
+        if on_disk and self.index_dir is not None:
             write_index(self.index_dir, data, base=previous.version)
         self._answerer = Answerer(data, self.summary, self.selector)
+        if on_disk:
+            self.merge_soon()
         return stats
+
+    def merge_soon(self) -> None:
+        """Run the merge policy's merges in a background thread (one at a time), so a
+        write returns as soon as its own segment is durable; the thread commits each
+        merge as a new generation and serves it. A merge killed with the process
+        costs nothing but its work (see ``merge_segments``)."""
+        if self.index_dir is None or not plan_merges(self.index):
+            return
+        with self._merge_state:
+            self._merge_wanted = True
+            if self._merger is not None and self._merger.is_alive():
+                return  # it plans again before it stops
+            self._merger = threading.Thread(target=self._merge_while_wanted,
+                                            name="citeqa-merge", daemon=True)
+            self._merger.start()
+
+    def wait_for_merges(self, timeout_s: float | None = None) -> bool:
+        """Wait for the background merges to finish; False if they still run."""
+        merger = self._merger
+        if merger is not None:
+            merger.join(timeout_s)
+            return not merger.is_alive()
+        return True
+
+    def _merge_while_wanted(self) -> None:
+        assert self.index_dir is not None
+        while True:
+            with self._merge_state:
+                if not self._merge_wanted:
+                    self._merger = None
+                    return
+                self._merge_wanted = False
+            try:
+                stats = merge_segments(self.index_dir, everything=False,
+                                       loaded=self.index.segments, wait=False)
+                if stats is not None and stats.version != self.index.version:
+                    with self._write_lock:
+                        self._sync_with_disk(writing=True)
+                    log.info("merged %d segments into %d: index %s", stats.segments_before,
+                             stats.segments_after, stats.version)
+                    if plan_merges(self.index):
+                        with self._merge_state:
+                            self._merge_wanted = True
+            except Exception as exc:  # noqa: BLE001 - a failed merge must not stop serving
+                log.warning("a background merge of %s failed (%s); the index is as it was",
+                            self.index_dir, exc)

@@ -174,18 +174,28 @@ class Segment:
         """Vectors by sha256 of their text (of ``doc_ids`` only, if given): float32 for
         a chunk's text, float16 (as stored) for a sentence's."""
         wanted = None if doc_ids is None else set(doc_ids)
-        cache: dict[str, np.ndarray] = {}
         s = self.sentences
-        for i, doc_id in enumerate(s.doc_ids):
-            if wanted is None or doc_id in wanted:
-                text = self.documents[doc_id].text[s.starts[i] : s.ends[i]]
-                cache[sha256_text(text)] = np.asarray(s.vectors[i])  # float16
+        sentences = [
+            (self.documents[doc_id].text[s.starts[i] : s.ends[i]], np.asarray(s.vectors[i]))
+            for i, doc_id in enumerate(s.doc_ids)
+            if wanted is None or doc_id in wanted
+        ]
         chunk_rows = [i for i, c in enumerate(self.chunks) if wanted is None or c.doc_id in wanted]
-        if chunk_rows:  # float32, and a chunk's vector wins over an equal sentence's
+        chunks = []
+        if chunk_rows:
             vectors = self.dense.reconstruct_n(0, self.dense.ntotal)
-            for i in chunk_rows:
-                cache[sha256_text(self.chunks[i].text)] = vectors[i]
-        return cache
+            chunks = [(self.chunks[i].text, vectors[i]) for i in chunk_rows]
+        return vectors_by_text(sentences, chunks)
+
+
+def vectors_by_text(
+    sentences: Iterable[tuple[str, np.ndarray]], chunks: Iterable[tuple[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """Vectors by sha256 of their text, for reuse by a build: sentences' as stored
+    (float16), then chunks' (float32), so a chunk's vector wins over an equal sentence's."""
+    cache = {sha256_text(text): vector for text, vector in sentences}
+    cache.update((sha256_text(text), vector) for text, vector in chunks)
+    return cache
 
 
 @dataclass
@@ -543,20 +553,60 @@ def plan_merges(data: IndexData) -> list[list[Segment]]:
     return plans
 
 
+@dataclass(frozen=True)
+class Merged:
+    """A merged segment, and what it was merged from: per source segment, the documents
+    live in it when the merge read it (all of which the merged segment holds)."""
+
+    segment: Segment
+    sources: dict[str, frozenset[str]]
+
+
+def merge_group(segments: Sequence[Segment], deleted: dict[str, frozenset[str]], name: str,
+                model: dict[str, Any], params: ChunkingParams) -> Merged:
+    """``merge_segments``, remembering what it merged."""
+    return Merged(
+        merge_segments(segments, deleted, name, model, params),
+        {seg.name: frozenset(seg.documents.keys() - deleted.get(seg.name, frozenset()))
+         for seg in segments},
+    )
+
+
 def merge(data: IndexData, groups: Sequence[Sequence[Segment]]) -> IndexData:
     """``data`` with each group of segments merged into one (same documents and answers)."""
+    return with_merged(data, [
+        merge_group(group, data.deleted, new_segment_name(data.generation), data.model,
+                    data.params)
+        for group in groups
+    ])
+
+
+def with_merged(data: IndexData, merges: Sequence[Merged]) -> IndexData:
+    """``data`` with each merged segment in place of its sources. ``data`` may be a
+    later generation than the one the merge read (writes go on while a merge builds):
+    a document deleted or replaced in a source since becomes a tombstone of the merged
+    segment, and so does every document of a source ``data`` no longer names (a write
+    drops a segment when its last document goes). Model and chunking must be those
+    the merge read."""
     segments = list(data.segments)
     deleted = dict(data.deleted)
-    for group in groups:
-        names = {seg.name for seg in group}
-        merged = merge_segments(group, deleted, new_segment_name(data.generation), data.model,
-                                data.params)
-        at = min(i for i, seg in enumerate(segments) if seg.name in names)
+    for done in merges:
+        names = set(done.sources)
+        present = {seg.name for seg in segments} & names
+        dead = frozenset(
+            doc_id
+            for name, live in done.sources.items()
+            for doc_id in (live & deleted.get(name, frozenset()) if name in present else live)
+        )
+        at = min((i for i, seg in enumerate(segments) if seg.name in names),
+                 default=len(segments))
         segments = [seg for seg in segments if seg.name not in names]
-        if merged.chunks or merged.documents:
-            segments.insert(min(at, len(segments)), merged)
         for name in names:
             deleted.pop(name, None)
+        if done.segment.documents.keys() - dead:
+            segments.insert(min(at, len(segments)), done.segment)
+            if dead:
+                deleted[done.segment.name] = dead
     return assemble(segments, deleted, version=data.version, generation=data.generation,
                     model=data.model, params=data.params, created_at=data.created_at)
 

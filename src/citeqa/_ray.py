@@ -11,7 +11,9 @@ in citeqa imports Ray. The pipeline, with the driver at both ends::
        ▼
     actor pool (--ray-workers): one model load per actor;            _EmbedSegments
        │    each batch of documents -> one segment, embedded in batches of
-       │    ``embed_batch`` texts, written to segments/<name>/ by the actor
+       │    ``embed_batch`` texts (a changed document's unchanged sentences and
+       │    chunks take their vectors from its old segment), written to
+       │    segments/<name>/ by the actor
        ▼
     driver: load the new segments, next generation (unchanged documents stay in
             their old segments), merge policy, commit the manifest once   _commit
@@ -19,8 +21,7 @@ in citeqa imports Ray. The pipeline, with the driver at both ends::
 Semantics are those of ``index_corpus``: the index then holds exactly the documents
 under the paths; an unchanged document is not re-embedded; a file that cannot be
 read fails the run (each named, nothing committed); nothing is written when nothing
-changed. Unlike ``index_corpus``, a changed document is embedded whole (the actors
-hold no vectors of the previous generation to reuse).
+changed; a changed document re-embeds only its new texts.
 
 Every node must see the files and the index folder at the same paths (one machine,
 or a shared file system) and have the same citeqa and model installed.
@@ -53,7 +54,6 @@ from ._documents import (
     unreadable_files_error,
 )
 from ._embedding import Embedder
-from ._engine import _load_previous
 from ._exceptions import CiteqaError, DocumentError, InvalidInputError
 from ._index import (
     BuildStats,
@@ -64,7 +64,18 @@ from ._index import (
     plan_merges,
     with_segments,
 )
-from ._store import current_version, load_segment, write_index, write_segment, writer_lock
+from ._store import (
+    SEGMENT_FILE,
+    SEGMENTS_DIR,
+    current_version,
+    discard_segments,
+    load_previous,
+    load_segment,
+    read_segment_vectors,
+    write_index,
+    write_segment,
+    writer_lock,
+)
 from ._types import Chunk, Document, Span
 
 #: documents per segment when not given: about four segments per worker, so the
@@ -158,10 +169,14 @@ def _document_from_json(text: str) -> Document:
 
 def _read_and_chunk(
     batch: dict[str, Any], *, settings: dict[str, Any], params: ChunkingParams,
-    limits: Any, previous: dict[str, list[Any]],
+    limits: Any, previous: dict[str, list[Any]], owners: dict[str, str],
 ) -> dict[str, list[Any]]:
-    """Ray Data task: read and convert each file; chunk the documents that changed."""
-    out: dict[str, list[Any]] = {k: [] for k in ("path", "doc_id", "doc", "chunks", "error")}
+    """Ray Data task: read and convert each file; chunk the documents that changed.
+    ``previous``: each previous document's signature; ``owners``: the segment that
+    holds it (its vectors are reused for a changed document's unchanged texts)."""
+    out: dict[str, list[Any]] = {
+        k: [] for k in ("path", "doc_id", "doc", "chunks", "reuse", "error")
+    }
     chunker: Chunker | None = None
     for given, absolute, doc_id in zip(
         batch["path"], batch["absolute"], batch["doc_id"], strict=True
@@ -173,6 +188,7 @@ def _read_and_chunk(
             out["doc_id"].append("")
             out["doc"].append("")
             out["chunks"].append("")
+            out["reuse"].append("")
             out["error"].append(str(exc).replace(str(absolute), str(given)))
             continue
         doc = dataclasses.replace(doc, source=str(given))  # as index_corpus records it
@@ -181,7 +197,9 @@ def _read_and_chunk(
         if previous.get(doc.doc_id) == _doc_signature(doc):
             out["doc"].append("")  # unchanged: it stays in its old segment
             out["chunks"].append("")
+            out["reuse"].append("")
             continue
+        out["reuse"].append(owners.get(doc.doc_id, ""))
         if chunker is None:
             embedder = _worker_embedder(settings)
             chunker = Chunker(
@@ -209,17 +227,25 @@ class _EmbedSegments:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         docs: list[Document] = []
         chunks: list[Chunk] = []
-        for doc_json, chunks_json in zip(batch["doc"], batch["chunks"], strict=True):
+        old: dict[str, list[str]] = {}  # old segment -> the changed documents it holds
+        for doc_json, chunks_json, reuse in zip(
+            batch["doc"], batch["chunks"], batch["reuse"], strict=True
+        ):
             if doc_json:
                 doc = _document_from_json(str(doc_json))
                 docs.append(doc)
                 chunks.extend(_chunks_from_rows(doc, json.loads(str(chunks_json))))
-        name, embedded, n_chunks = "", 0, 0
+                if reuse:
+                    old.setdefault(str(reuse), []).append(doc.doc_id)
+        name, embedded, reused, n_chunks = "", 0, 0, 0
         started = time.perf_counter()
         if docs:
-            segment, embedded, _ = build_segment(
+            cache: dict[str, Any] = {}
+            for segment_name, doc_ids in old.items():
+                cache.update(read_segment_vectors(self.index_dir, segment_name, doc_ids))
+            segment, embedded, reused = build_segment(
                 docs, self.embedder, self.params, name=new_segment_name(self.generation),
-                chunks=chunks, batch_size=self.embed_batch,
+                cache=cache, chunks=chunks, batch_size=self.embed_batch,
             )
             write_segment(self.index_dir, segment)
             name, n_chunks = segment.name, len(segment.chunks)
@@ -231,6 +257,7 @@ class _EmbedSegments:
             # the segment's figures on its first row only, so they add up
             "segment": [name] + [""] * (n - 1),
             "embedded": [embedded] + [0] * (n - 1),
+            "reused": [reused] + [0] * (n - 1),
             "chunks": [n_chunks] + [0] * (n - 1),
             "changed": [len(docs)] + [0] * (n - 1),
             "busy_s": [time.perf_counter() - started] + [0.0] * (n - 1),
@@ -307,12 +334,19 @@ def index_corpus_ray(
     # segments no generation names only while no writer holds it.
     with writer_lock(index_dir):
         t = time.perf_counter()
-        previous = _load_previous(index_dir, embedder)
+        previous = load_previous(index_dir, model)
         same_setup = previous is not None and previous.params == params
         base = previous if same_setup else None
         signatures = (
             {d.doc_id: _doc_signature(d) for d in base.documents.values()} if base else {}
         )
+        # Where each document's vectors are, for a changed one to reuse (a format-1
+        # generation, read as one segment, has no folder in segments/).
+        owners = {
+            doc_id: segment.name
+            for doc_id, segment in (base.segment_of().items() if base else ())
+            if (index_dir / SEGMENTS_DIR / segment.name / SEGMENT_FILE).is_file()
+        }
         generation = (previous.generation + 1) if previous is not None else 1
         timings.list_s += time.perf_counter() - t
 
@@ -320,19 +354,19 @@ def index_corpus_ray(
         rows = _run_pipeline(
             ray, files, settings=settings, params=params, index_dir=index_dir,
             generation=generation, workers=workers, per_segment=per_segment,
-            embed_batch=embed_batch, signatures=signatures, say=say,
+            embed_batch=embed_batch, signatures=signatures, owners=owners, say=say,
         )
         timings.pipeline_s = time.perf_counter() - t
 
         t = time.perf_counter()
         errors = [r["error"] for r in rows if r["error"]]
         if errors:
-            _discard_segments(index_dir, [r["segment"] for r in rows if r["segment"]])
+            discard_segments(index_dir, [r["segment"] for r in rows if r["segment"]])
             raise unreadable_files_error(errors)
         seen: dict[str, str] = {}
         for r in rows:
             if r["doc_id"] in seen:
-                _discard_segments(index_dir, [r["segment"] for r in rows if r["segment"]])
+                discard_segments(index_dir, [r["segment"] for r in rows if r["segment"]])
                 raise duplicate_id_error(r["path"], seen[r["doc_id"]], r["doc_id"])
             seen[r["doc_id"]] = r["path"]
         names = [r["segment"] for r in rows if r["segment"]]
@@ -348,7 +382,9 @@ def index_corpus_ray(
             chunks=len(data.chunks),
             sentences=len(data.sentences.doc_ids),
             embedded=embedded,
-            reused=len(data.chunks) + len(data.sentences.doc_ids) - fresh,
+            # the kept documents' vectors, and the changed ones' unchanged texts
+            reused=len(data.chunks) + len(data.sentences.doc_ids) - fresh
+            + sum(int(r["reused"]) for r in rows),
             seconds=0.0,
         )
         timings.segments = len(segments)
@@ -369,16 +405,10 @@ def index_corpus_ray(
     return dataclasses.replace(stats, seconds=timings.total_s)
 
 
-def _discard_segments(index_dir: Path, names: Sequence[str]) -> None:
-    """Remove segments this run wrote and will not commit (the next writer would too)."""
-    for name in names:
-        shutil.rmtree(index_dir / "segments" / name, ignore_errors=True)
-
-
 def _run_pipeline(
     ray: Any, files: Sequence[tuple[Path, str]], *, settings: Any, params: ChunkingParams,
     index_dir: Path, generation: int, workers: int, per_segment: int, embed_batch: int,
-    signatures: dict[str, list[Any]], say: Callable[[str], None],
+    signatures: dict[str, list[Any]], owners: dict[str, str], say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Run read -> chunk -> embed -> write segment; one result row per file."""
     import logging
@@ -404,7 +434,7 @@ def _run_pipeline(
         _read_and_chunk,
         batch_size=read_batch,
         fn_kwargs={"settings": settings_dump, "params": params, "limits": limits,
-                   "previous": signatures},
+                   "previous": signatures, "owners": owners},
         # No CPU reserved: the actors hold the cluster's CPUs, and reading is light
         # beside embedding; at most one reading task per worker at a time.
         num_cpus=0,

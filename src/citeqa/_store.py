@@ -18,6 +18,7 @@ Layout of an index directory::
         postings/              term counts per chunk and chunk lengths (numpy, JSON):
                                BM25 weighs them with the statistics of all live chunks
     calibration.json           abstention threshold chosen by ``citeqa eval --calibrate``
+    .lock, .merge.lock         one writer at a time, one merge at a time (flock)
     damaged/<version>/         a damaged live generation that a later write replaced
                                (and under damaged/segments/ the segments only it named)
 
@@ -26,7 +27,9 @@ into ``segments/``) and a new manifest (written aside, renamed into
 ``generations/``), and only then names the manifest in ``CURRENT``: a crash at any
 point leaves the previous generation live and whole. Merges (``citeqa compact``,
 and the merge policy after a write) are writes too: a merged segment and a manifest
-naming it instead of the segments it replaces. Loading checks every file against
+naming it instead of the segments it replaces. A merge builds its segment without
+the writer lock (``.lock``), under the merge lock (``.merge.lock``, see
+``MergeLock``), so writes go on meanwhile. Loading checks every file against
 the checksums before FAISS or numpy reads it; when the generation named in
 ``CURRENT`` fails that check, the newest older generation that passes is served
 instead (with a warning naming the bad file), and when none passes the original
@@ -51,6 +54,7 @@ import logging
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -74,6 +78,7 @@ from ._index import (
     SentenceTable,
     assemble,
     new_segment_name,
+    vectors_by_text,
 )
 from ._lexical import Postings
 from ._types import Chunk, Document, Span
@@ -85,6 +90,7 @@ _GENERATION = re.compile(r"[0-9]{6,}-[0-9a-f]+")  # "<generation>-<fingerprint>"
 _SEGMENT = _GENERATION  # "<generation>-<random>", see new_segment_name
 SEGMENTS_DIR = "segments"
 SEGMENT_FILE = "segment.json"
+MERGE_LOCK_FILE = ".merge.lock"
 #: format 1 (a generation in one folder, before segments) still loads
 READABLE_FORMATS = (FORMAT_VERSION, 1)
 
@@ -106,23 +112,80 @@ def check_index_dir(index_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def writer_lock(index_dir: Path, *, wait: bool = True) -> Iterator[None]:
+def writer_lock(
+    index_dir: Path, *, wait: bool = True, timeout_s: float = 0.0
+) -> Iterator[None]:
     """One writer per index directory, across processes. With ``wait=False``, a
-    directory another process is writing raises ``IndexBusyError`` at once."""
+    directory another process is writing raises ``IndexBusyError`` after ``timeout_s``
+    (at once by default)."""
     check_index_dir(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     with open(index_dir / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            raise IndexBusyError(
-                f"another process is writing the index at {index_dir} (a citeqa index "
-                "run?); try again when it is done"
-            ) from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise IndexBusyError(
+                        f"another process is writing the index at {index_dir} (a citeqa "
+                        "index run?); try again when it is done"
+                    ) from None
+                time.sleep(0.05)
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class MergeLock:
+    """One merge at a time per index directory, across processes (``.merge.lock``).
+
+    A merge builds its segment without the writer lock, so writes go on meanwhile;
+    it takes the writer lock only to read the generation it merges and to commit.
+    While a merge holds this lock, clean-ups leave unnamed segments and temporary
+    folders alone: the merge's own are among them. A killed merge's lock is freed
+    by the kernel, and the next clean-up removes what it left.
+    """
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = Path(index_dir) / MERGE_LOCK_FILE
+        self._fh: Any = None
+
+    def acquire(self, *, wait: bool = True) -> bool:
+        """Take the lock; with ``wait=False``, False at once if another merge holds it."""
+        check_index_dir(self.path.parent)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")  # noqa: SIM115 - closed by release
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        """Free the lock (nothing if it is not held)."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fh.close()
+
+
+def merge_running(index_dir: Path) -> bool:
+    """Whether a merge (of any process) holds the index's merge lock now."""
+    lock = MergeLock(index_dir)
+    if not lock.path.exists():
+        return False
+    try:
+        if lock.acquire(wait=False):
+            lock.release()
+            return False
+    except OSError:
+        pass  # cannot tell: assume one runs, so nothing of it is deleted
+    return True
 
 
 def _write_jsonl(path: Path, rows: Any) -> None:
@@ -370,6 +433,12 @@ def _set_aside(index_dir: Path, damaged: str, previous: str | None, kept: set[st
     )
 
 
+def discard_segments(index_dir: Path, names: Iterable[str]) -> None:
+    """Delete segments a writer wrote and will not name (it holds the writer lock)."""
+    for name in names:
+        _discard(index_dir, Path(index_dir) / SEGMENTS_DIR / name)
+
+
 def _discard(index_dir: Path, folder: Path) -> None:
     """Delete ``folder``: first renamed to a ``.tmp-*`` name, so a crash mid-way leaves
     only a leftover, never a half-deleted generation."""
@@ -382,8 +451,11 @@ def _discard(index_dir: Path, folder: Path) -> None:
 
 
 def _remove_leftovers(index_dir: Path) -> list[Path]:
-    """Temporary folders and files of crashed writes. Call only while holding the lock."""
-    removed = []
+    """Temporary folders and files of crashed writes. Call only while holding the lock.
+    None while a merge runs: its segment is being written in a temporary folder."""
+    removed: list[Path] = []
+    if merge_running(index_dir):
+        return removed
     for path in index_dir.glob(".tmp-*"):
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
@@ -407,9 +479,10 @@ def _prune(index_dir: Path, keep: set[str]) -> None:
 
 def _prune_segments(index_dir: Path, named: set[str] | None) -> list[Path]:
     """Delete the segments no kept generation names (merged away, or written by a
-    crashed write); none when ``named`` is None. Call only while holding the lock."""
+    crashed write); none when ``named`` is None, or while a merge runs (the segment it
+    is building is named by no generation yet). Call only while holding the lock."""
     removed: list[Path] = []
-    if named is None:
+    if named is None or merge_running(index_dir):
         return removed
     root = index_dir / SEGMENTS_DIR
     for segment in sorted(root.iterdir()) if root.is_dir() else []:
@@ -505,12 +578,18 @@ def _check_files(folder: Path, manifest: dict[str, Any], hint: str) -> None:
             raise IndexCorruptError(f"{path} does not match its checksum in the manifest; {hint}")
 
 
-def _read_jsonl(path: Path, hint: str) -> list[dict[str, Any]]:
+def _iter_jsonl(path: Path, hint: str) -> Iterator[dict[str, Any]]:
     try:
         with open(path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh if line.strip()]
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IndexCorruptError(f"{path} cannot be read ({exc}); {hint}") from None
+
+
+def _read_jsonl(path: Path, hint: str) -> list[dict[str, Any]]:
+    return list(_iter_jsonl(path, hint))
 
 
 def load_index(
@@ -626,6 +705,63 @@ def _load_generation(
             f"{actual}, manifest says {expected}; {hint}"
         )
     return data
+
+
+def load_previous(index_dir: Path, model: dict[str, Any]) -> IndexData | None:
+    """The live generation, if a build with ``model`` can start from it; else None
+    (no index yet, another model or format, or damaged past any fallback: the build
+    then writes a whole new generation beside it)."""
+    try:
+        return load_index(index_dir, model=model)
+    except IndexNotFoundError:
+        return None
+    except IndexMismatchError as exc:
+        log.warning("building the index anew, not reusing what it holds: %s", exc.reason)
+        return None
+    except IndexStoreError as exc:
+        log.warning("not reusing the index at %s: %s", index_dir, exc)
+        return None
+
+
+def read_segment_vectors(
+    index_dir: Path, name: str, doc_ids: Iterable[str]
+) -> dict[str, np.ndarray]:
+    """``Segment.vectors_by_text(doc_ids)`` of ``segments/<name>/`` without loading the
+    segment: the JSON files are streamed and only ``doc_ids``' rows kept; vectors are
+    read from memory-mapped files. For a Ray worker re-embedding changed documents,
+    while the driver holds the writer lock: the driver checked the segment's checksums
+    when it loaded the generation naming it, and a segment is never changed."""
+    import faiss
+
+    folder = Path(index_dir) / SEGMENTS_DIR / name
+    hint = _rebuild_hint(Path(index_dir))
+    wanted = set(doc_ids)
+    try:
+        texts = {
+            r["doc_id"]: r["text"]
+            for r in _iter_jsonl(folder / "documents.jsonl", hint)
+            if r["doc_id"] in wanted
+        }
+        stored = np.load(folder / "sentence_vectors.npy", mmap_mode="r", allow_pickle=False)
+        sentences = [
+            (texts[r["doc_id"]][int(r["start"]) : int(r["end"])], np.asarray(stored[row]))
+            for row, r in enumerate(_iter_jsonl(folder / "sentences.jsonl", hint))
+            if r["doc_id"] in texts
+        ]
+        chunk_rows = [
+            (row, texts[r["doc_id"]][int(r["start"]) : int(r["end"])])
+            for row, r in enumerate(_iter_jsonl(folder / "chunks.jsonl", hint))
+            if r["doc_id"] in texts
+        ]
+        chunks: list[tuple[str, np.ndarray]] = []
+        if chunk_rows:  # the flat vectors memory-mapped, not read
+            dense = faiss.read_index(str(folder / "dense.faiss"), faiss.IO_FLAG_MMAP_IFC)
+            chunks = [(text, np.asarray(dense.reconstruct(row))) for row, text in chunk_rows]
+    except (OSError, KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
+        raise IndexCorruptError(
+            f"index files in {folder} are inconsistent ({exc!r}); {hint}"
+        ) from None
+    return vectors_by_text(sentences, chunks)
 
 
 def load_segment(index_dir: Path, name: str) -> Segment:

@@ -74,6 +74,9 @@ def test_readers_during_updates_see_one_generation_and_no_5xx(serve: Any) -> Non
                 current[doc_id] = text
             assert r.status_code in (200, 201), r.text
             texts_by_version[r.json()["index_version"]] = dict(current)
+        # A background merge's generation holds what the write before it did: a version
+        # is "<generation>-<fingerprint of the documents>".
+        texts_by_content = {v.split("-", 1)[1]: t for v, t in texts_by_version.items()}
         time.sleep(0.2)
         # enough answers to judge, however long each takes on this machine (the learned
         # stage reads six candidates per question)
@@ -90,7 +93,7 @@ def test_readers_during_updates_see_one_generation_and_no_5xx(serve: Any) -> Non
     assert len(seen_versions) > 3  # readers really overlapped the writes
     cited_notes = 0
     for answer in answers:
-        docs = texts_by_version[answer["index_version"]]  # one generation per answer
+        docs = texts_by_content[answer["index_version"].split("-", 1)[1]]  # one per answer
         for c in answer["citations"]:
             assert docs[c["doc_id"]][c["start"] : c["end"]] == c["text"]
             cited_notes += c["doc_id"].startswith("note-")
@@ -137,9 +140,12 @@ def test_parallel_writers_are_serialised(serve: Any) -> None:
     versions = [v for _, vs in results for v in vs]
     generations = sorted(int(v.split("-")[0]) for v in versions)
     first = int(start_version.split("-")[0])
-    # One new generation per acknowledged write, none shared, none skipped.
-    assert generations == list(range(first + 1, first + 1 + len(versions)))
-    assert docs_on_disk(served.index_dir) == (served_version, expected)
+    # One new generation per acknowledged write, none shared; background merges take
+    # the numbers between them.
+    assert len(set(generations)) == len(versions) and generations[0] > first
+    on_disk_version, on_disk = docs_on_disk(served.index_dir)
+    assert on_disk == expected
+    assert int(on_disk_version.split("-")[0]) >= int(served_version.split("-")[0])
 
 
 def test_overload_is_shed_fast_and_recovers(serve: Any) -> None:

@@ -1,5 +1,5 @@
-"""kill -9 at random moments: during POST/DELETE /documents (whose writes also merge
-segments), during ``citeqa index`` and during ``citeqa compact``.
+"""kill -9 at random moments: during POST/DELETE /documents (and the merges they start
+in the background), during ``citeqa index`` and during ``citeqa compact``.
 
 After every kill the index must load (checksums and counts verified), serve either the
 generation live before the interrupted write or the one it was making, and hold every
@@ -117,7 +117,7 @@ def test_kill_9_during_document_writes(live_index: Path, tmp_path: Path) -> None
     acked_version, acked = docs_on_disk(live_index)
     pending: Op | None = None
     stats = {"in_flight_landed": 0, "in_flight_lost": 0, "leftovers_cleaned": 0, "writes": 0,
-             "killed_mid_request": 0}
+             "killed_mid_request": 0, "merged_after_ack": 0}
     startups: list[float] = []
     for kill in range(SERVER_KILLS + 1):
         leftovers = list(live_index.glob(".tmp-*"))
@@ -126,14 +126,16 @@ def test_kill_9_during_document_writes(live_index: Path, tmp_path: Path) -> None
         startups.append(time.perf_counter() - started)
         with served.client() as client:
             version, docs = _served_docs(client)
-        if (version, docs) != (acked_version, acked):
+        if docs != acked:
             # Only the write in flight at the kill may have landed, and then wholly.
             assert pending is not None, f"restart {kill}: {docs} != {acked}\n{served.log()}"
             assert docs == pending.apply(acked), f"restart {kill}: a half-applied write"
-            assert int(version.split("-")[0]) == int(acked_version.split("-")[0]) + 1
             stats["in_flight_landed"] += 1
         elif pending is not None:
             stats["in_flight_lost"] += 1
+        # A background merge may have committed after the last acknowledged write.
+        assert int(version.split("-")[0]) >= int(acked_version.split("-")[0])
+        stats["merged_after_ack"] += version != acked_version and docs == acked
         # The disk agrees with what is served, and verifies (checksums, counts).
         assert docs_on_disk(live_index) == (version, docs)
         assert current_version(live_index) == version
