@@ -185,13 +185,13 @@ def compact(index_dir: str | Path, *, everything: bool = True) -> CompactStats:
     """Merge the index's segments: all into one (``everything``), or those the merge
     policy picks. Nothing is embedded; answers stay the same. A new generation like any
     write: a crash leaves the previous one live, and a server picks it up on refresh.
-    Writes go on while it merges (see ``merge_segments``); it waits for another merge."""
-    stats = merge_segments(Path(index_dir), everything=everything)
+    Writes go on while it merges (see ``run_merges``); it waits for another merge."""
+    stats = run_merges(Path(index_dir), everything=everything)
     assert stats is not None  # it waited for the merge lock
     return stats
 
 
-def merge_segments(
+def run_merges(
     index_dir: Path, *, everything: bool, loaded: Iterable[Segment] = (), wait: bool = True
 ) -> CompactStats | None:
     """Merge segments as Lucene does, beside the writes: under the merge lock, read the
@@ -200,6 +200,11 @@ def merge_segments(
     generation live by then; documents deleted or replaced meanwhile stay so. None when
     another merge runs and ``wait`` is False. ``loaded``: segments already in memory."""
     started = time.perf_counter()
+
+    def unchanged(data: IndexData) -> CompactStats:
+        return CompactStats(len(data.segments), len(data.segments), len(data.chunks), 0,
+                            time.perf_counter() - started, data.version)
+
     lock = MergeLock(index_dir)
     if not lock.acquire(wait=wait):
         return None
@@ -209,8 +214,7 @@ def merge_segments(
         groups = [list(data.segments)] if everything else plan_merges(data)
         groups = [g for g in groups if len(g) > 1 or data.deleted.get(g[0].name)]
         if not groups:
-            return CompactStats(len(data.segments), len(data.segments), len(data.chunks), 0,
-                                time.perf_counter() - started, data.version)
+            return unchanged(data)
         merges = []
         for group in groups:
             merge = merge_group(group, data.deleted, new_segment_name(data.generation + 1),
@@ -228,8 +232,7 @@ def merge_segments(
             discard_segments(index_dir, [m.segment.name for m in merges
                                          if m.segment.name not in names])
             if not names - {seg.name for seg in now.segments}:
-                return CompactStats(len(now.segments), len(now.segments), len(now.chunks), 0,
-                                    time.perf_counter() - started, now.version)
+                return unchanged(now)
             merged.generation = now.generation + 1
             merged.version = f"{merged.generation:06d}-{now.version.split('-', 1)[1]}"
             write_index(index_dir, merged, base=now.version)
@@ -590,7 +593,7 @@ class Engine:
         """Run the merge policy's merges in a background thread (one at a time), so a
         write returns as soon as its own segment is durable; the thread commits each
         merge as a new generation and serves it. A merge killed with the process
-        costs nothing but its work (see ``merge_segments``)."""
+        costs nothing but its work (see ``run_merges``)."""
         if self.index_dir is None or not plan_merges(self.index):
             return
         with self._merge_state:
@@ -618,7 +621,7 @@ class Engine:
                     return
                 self._merge_wanted = False
             try:
-                stats = merge_segments(self.index_dir, everything=False,
+                stats = run_merges(self.index_dir, everything=False,
                                        loaded=self.index.segments, wait=False)
                 if stats is not None and stats.version != self.index.version:
                     with self._write_lock:

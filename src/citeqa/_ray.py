@@ -342,10 +342,14 @@ def index_corpus_ray(
         )
         # Where each document's vectors are, for a changed one to reuse (a format-1
         # generation, read as one segment, has no folder in segments/).
+        stored = {
+            seg.name for seg in (base.segments if base else ())
+            if (index_dir / SEGMENTS_DIR / seg.name / SEGMENT_FILE).is_file()
+        }
         owners = {
             doc_id: segment.name
             for doc_id, segment in (base.segment_of().items() if base else ())
-            if (index_dir / SEGMENTS_DIR / segment.name / SEGMENT_FILE).is_file()
+            if segment.name in stored
         }
         generation = (previous.generation + 1) if previous is not None else 1
         timings.list_s += time.perf_counter() - t
